@@ -1,0 +1,125 @@
+"""sRGB <-> CIE L*a*b* (D65) conversions: the one implementation every script uses.
+
+Conventions
+-----------
+* float RGB: float32 in [0, 1], channels in R, G, B order, sRGB gamma-encoded.
+* float Lab: L in [0, 100], a and b roughly in [-128, 127].
+* 8-bit Lab ("lab8", OpenCV's convention, what the dataset stores):
+  L * 255 / 100, a + 128, b + 128, rounded and clipped to uint8.
+* model scale: the network reads L / 100 and predicts (ab + 128) / 255, both in
+  [0, 1]. For lab8 data that is simply lab8 / 255 for every channel, which is why
+  the tf.data reader only divides by 255 (see ``LAB8_TO_MODEL``).
+
+The formulas are the CIE / sRGB (IEC 61966-2-1) definitions with the D65 white
+point, as in scikit-image, which tests/test_colorspace.py uses as the reference.
+They are written in float32 NumPy: on a 256x256 image this is faster than
+OpenCV's float path and about 100x more accurate in dark colours.
+"""
+
+import numpy as np
+
+# lab8 / 255 gives both L / 100 and (ab + 128) / 255: the model's input and target.
+LAB8_TO_MODEL = 1.0 / 255.0
+
+_RGB_TO_XYZ = np.array(
+    [[0.412453, 0.357580, 0.180423],
+     [0.212671, 0.715160, 0.072169],
+     [0.019334, 0.119193, 0.950227]], np.float32)
+_WHITE_D65 = np.array([0.950456, 1.0, 1.088754], np.float32)
+# Normalising by the white point is folded into the matrices.
+_RGB_TO_XYZN = (_RGB_TO_XYZ / _WHITE_D65[:, None]).T
+_XYZN_TO_RGB = np.linalg.inv(_RGB_TO_XYZ / _WHITE_D65[:, None]).T.astype(np.float32)
+_EPSILON = 216.0 / 24389.0
+_KAPPA = 24389.0 / 27.0
+
+
+def rgb_to_lab(rgb):
+    """float RGB in [0, 1] -> float Lab (L in [0, 100]), any leading shape."""
+    rgb = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = linear @ _RGB_TO_XYZN
+    f = np.where(xyz > _EPSILON, np.cbrt(xyz), (_KAPPA * xyz + 16.0) / 116.0)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116.0 * f[..., 1] - 16.0
+    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def lab_to_rgb(lab):
+    """float Lab -> float RGB in [0, 1]; out-of-gamut colours are clipped."""
+    lab = np.asarray(lab, np.float32)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
+    xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116.0 * f - 16.0) / _KAPPA)
+    linear = np.clip(xyz @ _XYZN_TO_RGB, 0.0, 1.0)
+    rgb = np.where(linear > 0.0031308, 1.055 * linear ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+def lab_to_lab8(lab):
+    """float Lab -> uint8 Lab in OpenCV's 8-bit convention."""
+    lab = np.asarray(lab, dtype=np.float32)
+    scaled = np.empty_like(lab)
+    scaled[..., 0] = lab[..., 0] * (255.0 / 100.0)
+    scaled[..., 1:] = lab[..., 1:] + 128.0
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def lab8_to_lab(lab8):
+    """uint8 Lab (OpenCV convention) -> float Lab."""
+    lab8 = np.asarray(lab8, dtype=np.float32)
+    lab = np.empty_like(lab8)
+    lab[..., 0] = lab8[..., 0] * (100.0 / 255.0)
+    lab[..., 1:] = lab8[..., 1:] - 128.0
+    return lab
+
+
+def rgb_to_lab8(rgb):
+    return lab_to_lab8(rgb_to_lab(rgb))
+
+
+def lab8_to_rgb(lab8):
+    return lab_to_rgb(lab8_to_lab(lab8))
+
+
+def rgb_to_gray(rgb):
+    """float RGB -> L / 100 in [0, 1], the network's input, shape (..., 1)."""
+    return rgb_to_lab(rgb)[..., :1] / 100.0
+
+
+def ab_to_model(ab):
+    """float ab -> the network's output scale (ab + 128) / 255."""
+    return (np.asarray(ab, np.float32) + 128.0) / 255.0
+
+
+def model_to_ab(ab01):
+    """The network's output scale -> float ab."""
+    return np.asarray(ab01, np.float32) * 255.0 - 128.0
+
+
+def join_lab(l_channel, ab):
+    """Concatenates L (..., 1) in [0, 100] with ab (..., 2) into float Lab."""
+    return np.concatenate([np.asarray(l_channel, np.float32), np.asarray(ab, np.float32)], -1)
+
+
+def to_uint8(rgb):
+    """float RGB in [0, 1] -> uint8, rounded."""
+    return np.clip(np.rint(np.asarray(rgb, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def compose_rgb(l01, ab01):
+    """Network scale L (H, W[, 1]) and ab (h, w, 2), any h x w -> float RGB (H, W, 3).
+
+    The ab map is upsampled bilinearly to L's size: chroma is low-frequency, so
+    predicting it at a reduced resolution and joining it with the full-resolution
+    L keeps all of the photo's detail.
+    """
+    import cv2
+
+    l01 = np.asarray(l01, np.float32)
+    l01 = l01[..., 0] if l01.ndim == 3 else l01
+    ab01 = np.asarray(ab01, np.float32)
+    if ab01.shape[:2] != l01.shape:
+        ab01 = cv2.resize(ab01, (l01.shape[1], l01.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return lab_to_rgb(join_lab(l01[..., None] * 100.0, model_to_ab(ab01)))

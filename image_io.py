@@ -1,0 +1,103 @@
+"""Reading photos from disk: one place that turns any file into float RGB or a reason.
+
+Every script that opens a user's image goes through `load_image`, so a zero-byte
+file, a truncated JPEG or a text file named `.jpg` gets the same one-line reason
+everywhere instead of a traceback or a silently wrong picture.
+"""
+
+import os
+
+import cv2
+import numpy as np
+
+# libjpeg/libpng warnings ("Premature end of JPEG file") would interleave with the
+# progress bar; the decoder's result is what we act on.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageError(Exception):
+    """A source that cannot be used; str(error) is the one-line reason."""
+
+
+def is_image_name(path):
+    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def read_bytes(path):
+    """The file's bytes, or ImageError with the reason it cannot be read."""
+    if os.path.isdir(path):
+        raise ImageError("is a directory, not an image file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as e:
+        raise ImageError(f"cannot read: {e.strerror or e}") from None
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return data
+
+
+def _check_complete(data):
+    """Decoders fill a truncated JPEG with gray instead of failing; catch that here."""
+    # A JPEG must end with the EOI marker (some cameras append a little junk).
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:
+        raise ImageError("truncated JPEG (no end-of-image marker)")
+
+
+def _to_float(image):
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    return np.clip(image.astype(np.float32), 0.0, 1.0)
+
+
+def decode_image(data, keep_alpha=False):
+    """Encoded bytes -> (float32 RGB in [0, 1] of shape (H, W, 3), alpha or None).
+
+    EXIF orientation is applied; 16-bit files keep their precision until the
+    float conversion; gray files become three equal channels; CMYK JPEGs are
+    converted by the decoder. With keep_alpha the alpha channel (float, H x W)
+    is returned for images that have one.
+    """
+    _check_complete(data)
+    buf = np.frombuffer(data, np.uint8)
+    alpha = None
+    image = None
+    if keep_alpha:
+        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
+            # IMREAD_UNCHANGED skips EXIF orientation, which images with alpha
+            # (PNG, WebP) practically never carry.
+            alpha = _to_float(raw[..., 3])
+            image = raw[..., :3]
+    if image is None:
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if image is None:
+        raise ImageError("not a readable image (unknown format or corrupt data)")
+    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"unexpected decoded shape {image.shape}")
+    rgb = _to_float(image[..., ::-1])
+    return np.ascontiguousarray(rgb), alpha
+
+
+def load_image(path, keep_alpha=False):
+    """Reads and decodes a file; raises ImageError with a one-line reason."""
+    return decode_image(read_bytes(path), keep_alpha=keep_alpha)
+
+
+def resize_short_side_and_center_crop(rgb, size):
+    """Resizes so the short side is `size`, then takes the centred size x size square."""
+    h, w = rgb.shape[:2]
+    scale = size / min(h, w)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.clip(resized[top:top + size, left:left + size], 0.0, 1.0)

@@ -1,0 +1,448 @@
+"""Builds a dataset of Lab TFRecords from a folder of photos or the embedded scenes.
+
+    python input_create.py --synthetic 3000 --out data/scenes
+    python input_create.py --images ~/places/train --out data/places --workers 16
+    python input_create.py --images ~/places --labels places365_train.txt --out data/places \
+        --num-tasks 8 --task-index 3          # one of eight machines
+
+Sources: a folder tree with one sub-folder per class, a Places365-style list file
+(`relative/path.jpg class_id` per line), or a flat folder without labels. Every
+image is resized (short side) and centre-cropped to --size, converted to 8-bit Lab
+(OpenCV's convention) and stored losslessly as PNG inside tf.train.Example records:
+
+    image/encoded  PNG bytes of the H x W x 3 lab8 image
+    image/format   b"png"       image/colorspace  b"lab8"
+    image/height, image/width, image/class/label (-1 without labels), image/source
+
+Output: {split}-{i:05d}-of-{n:05d}.tfrecord shards and dataset.json, written last.
+Sources go to train or val by a hash of their relative path and to a shard by
+another part of the same hash, so reruns and other machines agree. A shard is
+written under a hidden temporary name and renamed when complete; its summary goes
+to .parts/. Rerunning a killed build redoes only the missing shards. With
+--num-tasks K --task-index I a task writes the shards i with i % K == I; the task
+that finds every shard present writes dataset.json.
+
+Bad sources (unreadable, truncated, not an image, too small, grayscale or
+near-gray) are skipped and listed in dataset.json with their reason.
+Exit status: 0 done, 2 usage error.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from functools import partial
+
+import numpy as np
+from tqdm import tqdm
+
+from example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, Source, encode_source
+from image_io import is_image_name
+
+SPLITS = ("train", "val")
+EXAMPLES_PER_SHARD = 1024
+PARTS_DIR = ".parts"
+
+
+class UsageError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _visible(names):
+    return sorted(n for n in names if not n.startswith("."))
+
+
+def _walk_files(root):
+    """Relative paths of every visible file under root, plus image-named folders."""
+    files, odd = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = _visible(dirnames)
+        rel_dir = os.path.relpath(dirpath, root)
+        for d in dirnames:
+            if is_image_name(d):
+                odd.append(os.path.normpath(os.path.join(rel_dir, d)))
+        for f in _visible(filenames):
+            files.append(os.path.normpath(os.path.join(rel_dir, f)))
+    return files, odd
+
+
+def _file_source(root, rel, label):
+    path = os.path.join(root, rel)
+    reason = None if is_image_name(rel) else "not an image file name"
+    return Source(relpath=rel, label=label, path=path, reason=reason)
+
+
+def folder_sources(root, flat=False):
+    """(sources, class_names, layout) for a class-per-folder tree or a flat folder."""
+    if not os.path.isdir(root):
+        raise UsageError(f"--images {root}: no such folder")
+    files, odd = _walk_files(root)
+    if not files:
+        raise UsageError(f"--images {root}: the folder has no files")
+    odd_sources = [Source(relpath=d, reason="is a directory, not an image file") for d in odd]
+    class_dirs = [d for d in _visible(os.listdir(root))
+                  if os.path.isdir(os.path.join(root, d)) and not is_image_name(d)]
+    if flat or not class_dirs:
+        return [_file_source(root, f, -1) for f in files] + odd_sources, [], "flat"
+    index = {name: i for i, name in enumerate(class_dirs)}
+    sources = []
+    for f in files:
+        top = f.split(os.sep, 1)[0]
+        if top in index and os.sep in f:
+            sources.append(_file_source(root, f, index[top]))
+        else:
+            sources.append(Source(relpath=f, reason="not inside a class folder"))
+    return sources + odd_sources, class_dirs, "folder-tree"
+
+
+def list_sources(root, list_path):
+    """Sources from a Places365-style list: `relative/path.jpg class_id` per line."""
+    if not os.path.isdir(root):
+        raise UsageError(f"--images {root}: no such folder")
+    try:
+        with open(list_path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise UsageError(f"--labels {list_path}: {e.strerror}") from None
+    sources, names = [], {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise UsageError(f"--labels {list_path}:{number}: expected 'path class_id', "
+                             f"got {line.strip()!r}")
+        rel, label = os.path.normpath(parts[0].lstrip("/")), int(parts[1])
+        if label < 0:
+            raise UsageError(f"--labels {list_path}:{number}: negative class id {label}")
+        names.setdefault(label, os.path.dirname(rel) or f"class_{label}")
+        sources.append(_file_source(root, rel, label))
+    if not sources:
+        raise UsageError(f"--labels {list_path}: the list is empty")
+    num_classes = max(names) + 1
+    return sources, [names.get(i, f"class_{i}") for i in range(num_classes)], "list"
+
+
+def synthetic_sources(count, seed):
+    from scenes import CLASS_NAMES
+    sources = [Source(relpath=f"scene-{i:06d}.png", seed=seed, index=i) for i in range(count)]
+    return sources, list(CLASS_NAMES), "synthetic"
+
+
+# ---------------------------------------------------------------- splitting
+
+
+def _hash(relpath):
+    return int.from_bytes(hashlib.sha1(relpath.encode("utf-8")).digest()[:8], "little")
+
+
+def split_of(relpath, val_fraction):
+    return "val" if (_hash(relpath) % 1_000_000) < val_fraction * 1_000_000 else "train"
+
+
+def shard_of(relpath, num_shards):
+    return (_hash(relpath) >> 24) % num_shards
+
+
+def plan(sources, val_fraction, shards=None):
+    """{split: [[sources of shard 0], ...]}, every shard sorted by path."""
+    by_split = {s: [] for s in SPLITS}
+    for src in sources:
+        by_split[split_of(src.relpath, val_fraction)].append(src)
+    if val_fraction > 0 and not by_split["val"] and len(by_split["train"]) > 1:
+        # A tiny dataset whose hashes all landed in train still gets one val example.
+        first = min(by_split["train"], key=lambda s: _hash(s.relpath) % 1_000_000)
+        by_split["train"].remove(first)
+        by_split["val"].append(first)
+    layout = {}
+    for split, items in by_split.items():
+        if not items:
+            layout[split] = []
+            continue
+        n = shards if (shards and split == "train") else math.ceil(len(items) / EXAMPLES_PER_SHARD)
+        if shards and split == "val":
+            n = max(1, min(n, shards))
+        n = max(1, n)
+        buckets = [[] for _ in range(n)]
+        for src in items:
+            buckets[shard_of(src.relpath, n)].append(src)
+        layout[split] = [sorted(b, key=lambda s: s.relpath) for b in buckets]
+    return layout
+
+
+def shard_name(split, i, n):
+    return f"{split}-{i:05d}-of-{n:05d}.tfrecord"
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _write_json_atomic(path, obj):
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _serialize(tf, enc):
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    def i(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": b(enc.png),
+        "image/format": b(b"png"),
+        "image/colorspace": b(b"lab8"),
+        "image/height": i(enc.size[0]),
+        "image/width": i(enc.size[1]),
+        "image/class/label": i(enc.label),
+        "image/source": b(enc.relpath.encode("utf-8")),
+    })).SerializeToString(deterministic=True)  # map order fixed: reruns are byte-identical
+
+
+class ShardWriter:
+    """Writes one shard under a hidden name; `close` renames it into place."""
+
+    def __init__(self, tf, out, split, index, total, num_classes):
+        self.tf = tf
+        self.final = os.path.join(out, shard_name(split, index, total))
+        self.partial = os.path.join(out, f".{shard_name(split, index, total)}.partial")
+        self.summary_path = os.path.join(out, PARTS_DIR, shard_name(split, index, total) + ".json")
+        self.writer = tf.io.TFRecordWriter(self.partial)
+        self.count, self.bytes = 0, 0
+        self.class_counts = np.zeros(max(num_classes, 1), np.int64)
+        self.hist = np.zeros((len(AB_BIN_CENTERS),) * 2, np.int64)
+        self.skipped = []
+
+    def add(self, enc):
+        if enc.reason:
+            self.skipped.append({"source": enc.relpath, "reason": enc.reason})
+            return
+        self.writer.write(_serialize(self.tf, enc))
+        self.count += 1
+        self.bytes += len(enc.png)
+        self.hist += enc.ab_hist
+        if enc.label >= 0:
+            self.class_counts[enc.label] += 1
+
+    def close(self):
+        self.writer.close()
+        _write_json_atomic(self.summary_path, {
+            "count": self.count, "png_bytes": self.bytes, "skipped": self.skipped,
+            "class_counts": self.class_counts.tolist(), "ab_histogram": self.hist.tolist()})
+        os.replace(self.partial, self.final)  # last: the shard's name means "complete"
+
+
+def _is_complete(out, split, i, n):
+    name = shard_name(split, i, n)
+    return (os.path.exists(os.path.join(out, name))
+            and os.path.exists(os.path.join(out, PARTS_DIR, name + ".json")))
+
+
+def _init_worker():
+    import cv2
+    cv2.setNumThreads(1)  # the pool is the parallelism
+
+
+def encode_all(jobs, workers, encode):
+    """Yields Encoded results in job order, from a pool of spawned workers."""
+    if workers <= 1:
+        yield from map(encode, jobs)
+        return
+    # spawn, not fork: the parent may already hold TensorFlow's threads.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(encode, jobs, chunksize=8)
+
+
+def write_summary(out, layout, class_names, meta):
+    """Merges the shard summaries into dataset.json; called once every shard exists."""
+    n_bins = len(AB_BIN_CENTERS)
+    splits, skipped = {}, []
+    hist = np.zeros((n_bins, n_bins), np.int64)
+    class_counts = {}
+    total_bytes = 0
+    for split, shards in layout.items():
+        count, counts = 0, np.zeros(max(len(class_names), 1), np.int64)
+        files = [shard_name(split, i, len(shards)) for i in range(len(shards))]
+        for name in files:
+            with open(os.path.join(out, PARTS_DIR, name + ".json"), encoding="utf-8") as f:
+                part = json.load(f)
+            count += part["count"]
+            total_bytes += part["png_bytes"]
+            counts += np.asarray(part["class_counts"], np.int64)
+            skipped += part["skipped"]
+            if split == "train":
+                hist += np.asarray(part["ab_histogram"], np.int64)
+        splits[split] = {"count": count, "files": files}
+        class_counts[split] = counts.tolist() if class_names else []
+    written = sum(s["count"] for s in splits.values())
+    summary = {
+        "format": "lab8-png-tfrecord",
+        "version": 1,
+        **meta,
+        "encoding": {"image": "png", "colorspace": "lab8",
+                     "lab8": "OpenCV 8-bit Lab: L*255/100, a+128, b+128 (D65, sRGB)"},
+        "num_classes": len(class_names),
+        "class_names": class_names,
+        "splits": splits,
+        "class_counts": class_counts,
+        "mean_example_bytes": round(total_bytes / max(written, 1)),
+        "skipped_count": len(skipped),
+        "skipped": sorted(skipped, key=lambda s: s["source"]),
+        "ab_histogram": {"bin_size": AB_BIN_SIZE, "centers": AB_BIN_CENTERS.tolist(),
+                         "axes": ["a", "b"], "split": "train", "counts": hist.tolist()},
+    }
+    _write_json_atomic(os.path.join(out, "dataset.json"), summary)
+    return summary
+
+
+def build(out, sources, class_names, layout_kind, stored_size=256, val_fraction=0.02,
+          min_side=64, min_chroma=3.0, shards=None, workers=1, num_tasks=1, task_index=0,
+          overwrite=False, source_root=None, progress=True):
+    """Writes this task's missing shards; returns dataset.json's dict when complete, else None."""
+    os.makedirs(os.path.join(out, PARTS_DIR), exist_ok=True)
+    layout = plan(sources, val_fraction, shards)
+    meta = {"source": {"layout": layout_kind, "root": source_root, "sources": len(sources)},
+            "stored_size": stored_size, "val_fraction": val_fraction, "min_side": min_side,
+            "min_chroma": min_chroma, "shards": {k: len(v) for k, v in layout.items()}}
+    _check_settings(out, meta, overwrite)
+
+    owned = [(split, i, len(shards_)) for split, shards_ in layout.items()
+             for i in range(len(shards_)) if i % num_tasks == task_index]
+    todo = [key for key in owned if not _is_complete(out, *key)]
+    jobs = [(key, src) for key in todo for src in layout[key[0]][key[1]]]
+    encode = partial(encode_source, stored_size=stored_size, min_side=min_side,
+                     min_chroma=min_chroma)
+    if todo:
+        import tensorflow as tf  # only the parent writes records
+
+        bar = tqdm(total=len(jobs), unit="img", desc=f"building {os.path.basename(out)}",
+                   disable=not progress, dynamic_ncols=True)
+        results = encode_all([src for _, src in jobs], workers, encode)
+        for split, i, n in todo:
+            writer = ShardWriter(tf, out, split, i, n, len(class_names))
+            for _ in layout[split][i]:
+                writer.add(next(results))
+                bar.update(1)
+            writer.close()
+        bar.close()
+    if all(_is_complete(out, split, i, len(s)) for split, s in layout.items()
+           for i in range(len(s))):
+        return write_summary(out, layout, class_names, meta)
+    return None
+
+
+def _check_settings(out, meta, overwrite):
+    """Refuses to mix shards of two different builds in one folder."""
+    path = os.path.join(out, PARTS_DIR, "build.json")
+    if overwrite:
+        for name in os.listdir(out):
+            if name.endswith((".tfrecord", ".partial")) or name == "dataset.json":
+                os.remove(os.path.join(out, name))
+        for name in os.listdir(os.path.join(out, PARTS_DIR)):
+            os.remove(os.path.join(out, PARTS_DIR, name))
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+        if previous != json.loads(json.dumps(meta)):
+            raise UsageError(f"{out} holds a build with other settings or sources; "
+                             "use another --out or add --overwrite")
+    else:
+        _write_json_atomic(path, meta)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of photos (class sub-folders, or flat)")
+    src.add_argument("--synthetic", type=int, metavar="N", help="generate N embedded scenes")
+    p.add_argument("--labels", help="list file 'relative/path.jpg class_id' (Places365 format)")
+    p.add_argument("--flat", action="store_true", help="ignore sub-folders as classes: no labels")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", type=int, default=256, help="stored image size (default 256)")
+    p.add_argument("--val-fraction", type=float, default=0.02)
+    p.add_argument("--min-side", type=int, default=64, help="skip smaller sources")
+    p.add_argument("--min-chroma", type=float, default=3.0,
+                   help="skip near-gray sources with lower mean ab chroma (0 keeps all)")
+    p.add_argument("--shards", type=int, help=f"train shards (default: {EXAMPLES_PER_SHARD} "
+                   "examples each)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--num-tasks", type=int, default=1)
+    p.add_argument("--task-index", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes")
+    p.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out")
+    args = p.parse_args(argv)
+    if not 0 <= args.task_index < args.num_tasks:
+        p.error("--task-index must be in [0, --num-tasks)")
+    if not 0 <= args.val_fraction < 1:
+        p.error("--val-fraction must be in [0, 1)")
+    if args.synthetic is not None and args.synthetic < 1:
+        p.error("--synthetic needs a positive count")
+    if args.labels and not args.images:
+        p.error("--labels needs --images (the folder the list's paths are relative to)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.synthetic:
+            sources, class_names, kind = synthetic_sources(args.synthetic, args.seed)
+            root = None
+        elif args.labels:
+            sources, class_names, kind = list_sources(args.images, args.labels)
+            root = os.path.abspath(args.images)
+        else:
+            sources, class_names, kind = folder_sources(args.images, flat=args.flat)
+            root = os.path.abspath(args.images)
+        os.makedirs(args.out, exist_ok=True)
+        if os.path.exists(os.path.join(args.out, "dataset.json")) and not args.overwrite:
+            with open(os.path.join(args.out, "dataset.json"), encoding="utf-8") as f:
+                done = json.load(f)
+            print(f"{args.out} is already complete ({done['splits']['train']['count']} train, "
+                  f"{done['splits']['val']['count']} val); --overwrite rebuilds it")
+            return 0
+        start = time.perf_counter()
+        summary = build(args.out, sources, class_names, kind, stored_size=args.size,
+                        val_fraction=args.val_fraction, min_side=args.min_side,
+                        min_chroma=args.min_chroma, shards=args.shards, workers=args.workers,
+                        num_tasks=args.num_tasks, task_index=args.task_index,
+                        overwrite=args.overwrite, source_root=root,
+                        progress=sys.stderr.isatty())
+    except UsageError as e:
+        print(f"input_create.py: error: {e}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - start
+    if summary is None:
+        print(f"task {args.task_index} of {args.num_tasks} done in {elapsed:.1f}s; "
+              "dataset.json is written by the task that finishes last")
+        return 0
+    reasons = {}
+    for s in summary["skipped"]:
+        key = s["reason"].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    print(f"{args.out}: wrote {summary['splits']['train']['count']} train and "
+          f"{summary['splits']['val']['count']} val examples, skipped "
+          f"{summary['skipped_count']} in {elapsed:.1f}s"
+          + ("".join(f"\n  skipped {n}: {r}" for r, n in sorted(reasons.items()))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from skimage import color
+
+import colorspace
+
+
+def in_gamut_rgb(rng, n=4096):
+    return rng.uniform(0, 1, (n, 1, 3)).astype(np.float32)
+
+
+def test_rgb_to_lab_matches_skimage():
+    rgb = in_gamut_rgb(np.random.default_rng(0))
+    np.testing.assert_allclose(colorspace.rgb_to_lab(rgb), color.rgb2lab(rgb), atol=0.01)
+
+
+def test_lab_to_rgb_matches_skimage_and_inverts():
+    rgb = in_gamut_rgb(np.random.default_rng(1))
+    lab = color.rgb2lab(rgb)
+    np.testing.assert_allclose(colorspace.lab_to_rgb(lab), color.lab2rgb(lab), atol=1e-3)
+    np.testing.assert_allclose(colorspace.lab_to_rgb(colorspace.rgb_to_lab(rgb)), rgb, atol=1e-4)
+
+
+@pytest.mark.parametrize("rgb, lab", [
+    ((1.0, 1.0, 1.0), (100.0, 0.0, 0.0)),       # D65 white
+    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+    ((1.0, 0.0, 0.0), (53.24, 80.09, 67.20)),   # sRGB red, from published tables
+    ((0.0, 0.0, 1.0), (32.30, 79.19, -107.86)),
+])
+def test_known_values(rgb, lab):
+    got = colorspace.rgb_to_lab(np.array([[rgb]], np.float32))[0, 0]
+    np.testing.assert_allclose(got, lab, atol=0.02)
+
+
+def test_lab8_is_opencv_convention():
+    lab = np.array([[[100.0, -128.0, 127.0], [50.0, 0.0, -10.4]]], np.float32)
+    np.testing.assert_array_equal(colorspace.lab_to_lab8(lab), [[[255, 0, 255], [128, 128, 118]]])
+    np.testing.assert_allclose(colorspace.lab8_to_lab([[[255, 0, 255]]]), [[[100, -128, 127]]])
+
+
+def test_lab8_round_trip_within_quantisation():
+    rgb = in_gamut_rgb(np.random.default_rng(2))
+    lab = colorspace.rgb_to_lab(rgb)
+    back = colorspace.lab8_to_lab(colorspace.lab_to_lab8(lab))
+    assert np.abs(back[..., 0] - lab[..., 0]).max() <= 100 / 255 / 2 + 1e-4
+    assert np.abs(back[..., 1:] - lab[..., 1:]).max() <= 0.5 + 1e-4
+
+
+def test_model_scale_is_lab8_over_255():
+    lab8 = np.array([[[200, 30, 220]]], np.uint8)
+    lab = colorspace.lab8_to_lab(lab8)
+    assert np.allclose(lab[..., 0] / 100, lab8[..., 0] * colorspace.LAB8_TO_MODEL)
+    assert np.allclose(colorspace.ab_to_model(lab[..., 1:]), lab8[..., 1:] * colorspace.LAB8_TO_MODEL)
+    assert np.allclose(colorspace.model_to_ab(colorspace.ab_to_model(lab[..., 1:])), lab[..., 1:])
+
+
+def test_compose_rgb_upsamples_ab_to_l():
+    rgb = in_gamut_rgb(np.random.default_rng(3), 64 * 48).reshape(64, 48, 3)
+    lab = colorspace.rgb_to_lab(rgb)
+    out = colorspace.compose_rgb(lab[..., :1] / 100, colorspace.ab_to_model(lab[..., 1:]))
+    np.testing.assert_allclose(out, rgb, atol=1e-3)
+    half = colorspace.compose_rgb(lab[..., :1] / 100, colorspace.ab_to_model(lab[::2, ::2, 1:]))
+    assert half.shape == (64, 48, 3)

@@ -1,0 +1,241 @@
+import glob
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+from conftest import ROOT, colourful_image, write_photos
+
+import colorspace
+import image_io
+import input_create
+from example_codec import decode_lab8
+from image_io import load_image, resize_short_side_and_center_crop
+
+
+def records(path):
+    import tensorflow as tf
+
+    out = []
+    for raw in tf.data.TFRecordDataset(path):
+        ex = tf.train.Example.FromString(raw.numpy())
+        f = ex.features.feature
+        out.append({"lab8": decode_lab8(f["image/encoded"].bytes_list.value[0]),
+                    "label": f["image/class/label"].int64_list.value[0],
+                    "source": f["image/source"].bytes_list.value[0].decode()})
+    return out
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def all_records(out):
+    return [r for p in sorted(glob.glob(os.path.join(out, "*-of-*.tfrecord"))) for r in records(p)]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "input_create.py"), *args],
+                          check=False, capture_output=True, text=True, timeout=600)
+
+
+def test_folder_tree_gives_one_class_per_subfolder(tmp_path):
+    rng = np.random.default_rng(0)
+    write_photos(tmp_path / "src" / "beach", 5, rng)
+    write_photos(tmp_path / "src" / "forest", 7, rng)
+    summary = input_create.main(["--images", str(tmp_path / "src"), "--out", str(tmp_path / "d"),
+                                 "--workers", "1", "--val-fraction", "0.3"])
+    assert summary == 0
+    meta = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert meta["class_names"] == ["beach", "forest"]
+    assert meta["splits"]["train"]["count"] + meta["splits"]["val"]["count"] == 12
+    assert meta["splits"]["val"]["count"] >= 1
+    recs = all_records(str(tmp_path / "d"))
+    assert sorted(r["source"].split(os.sep)[0] for r in recs) == ["beach"] * 5 + ["forest"] * 7
+    for r in recs:
+        assert r["label"] == (0 if r["source"].startswith("beach") else 1)
+        assert r["lab8"].shape == (256, 256, 3) and r["lab8"].dtype == np.uint8
+    hist = np.asarray(meta["ab_histogram"]["counts"])
+    assert hist.sum() == meta["splits"]["train"]["count"] * 256 * 256
+
+
+def test_list_file_layout(tmp_path):
+    rng = np.random.default_rng(1)
+    paths = write_photos(tmp_path / "src" / "a" / "abbey", 3, rng)
+    paths += write_photos(tmp_path / "src" / "b" / "bar", 3, rng)
+    lines = [f"/{os.path.relpath(p, tmp_path / 'src')} {0 if 'abbey' in p else 2}" for p in paths]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    assert input_create.main(["--images", str(tmp_path / "src"), "--labels",
+                              str(tmp_path / "list.txt"), "--out", str(tmp_path / "d"),
+                              "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert meta["num_classes"] == 3
+    assert meta["class_names"][0] == os.path.join("a", "abbey")
+    labels = sorted(r["label"] for r in all_records(str(tmp_path / "d")))
+    assert labels == [0, 0, 0, 2, 2, 2]
+
+
+def test_flat_folder_has_no_labels(tmp_path):
+    write_photos(tmp_path / "src", 4, np.random.default_rng(2))
+    assert input_create.main(["--images", str(tmp_path / "src"), "--out", str(tmp_path / "d"),
+                              "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert meta["num_classes"] == 0 and meta["class_names"] == []
+    assert [r["label"] for r in all_records(str(tmp_path / "d"))] == [-1] * 4
+
+
+def _bad_and_odd_sources(folder, rng):
+    """Writes every awkward source the builder must handle; returns expected outcomes."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    good = colourful_image(rng)
+    (folder / "zero.jpg").write_bytes(b"")
+    _, jpg = cv2.imencode(".jpg", good)
+    (folder / "truncated.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    (folder / "text.jpg").write_text("this is not a picture\n")
+    cv2.imwrite(str(folder / "tiny.png"), good[:1, :1])
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(good, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "nearly_gray.png"),
+                np.repeat(cv2.cvtColor(good, cv2.COLOR_BGR2GRAY)[..., None], 3, 2) + [0, 0, 1])
+    (folder / "folder.jpg").mkdir()
+    (folder / "locked.jpg").write_bytes(jpg.tobytes())
+    os.chmod(folder / "locked.jpg", 0)
+    cv2.imwrite(str(folder / "deep16.png"), good.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "alpha.png"), np.dstack([good, np.full(good.shape[:2], 90, np.uint8)]))
+    Image.fromarray(good[..., ::-1]).convert("CMYK").save(folder / "cmyk.jpg")
+    cv2.imwrite(str(folder / "fine.jpg"), good)
+    skipped = {"zero.jpg": "empty file", "truncated.jpg": "truncated", "text.jpg": "not a readable",
+               "tiny.png": "too small", "gray.png": "grayscale", "nearly_gray.png": "near-gray",
+               "folder.jpg": "directory", "locked.jpg": "permission denied"}
+    written = {"deep16.png", "alpha.png", "cmyk.jpg", "fine.jpg"}
+    return skipped, written
+
+
+def test_bad_sources_are_skipped_with_reasons(tmp_path, monkeypatch, capsys):
+    skipped, written = _bad_and_odd_sources(tmp_path / "src", np.random.default_rng(3))
+    if os.geteuid() == 0:  # root reads mode-000 files; make the read fail as for a user
+        real_open = open
+        locked = str(tmp_path / "src" / "locked.jpg")
+
+        def guarded_open(path, *args, **kwargs):
+            if str(path) == locked:
+                raise PermissionError(13, "Permission denied", path)
+            return real_open(path, *args, **kwargs)
+        monkeypatch.setattr(image_io, "open", guarded_open, raising=False)
+    assert input_create.main(["--images", str(tmp_path / "src"), "--out", str(tmp_path / "d"),
+                              "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    reasons = {s["source"]: s["reason"] for s in meta["skipped"]}
+    assert set(reasons) == set(skipped)
+    for name, words in skipped.items():
+        assert words in reasons[name], (name, reasons[name])
+    assert {r["source"] for r in all_records(str(tmp_path / "d"))} == written
+    out = capsys.readouterr().out
+    assert f"skipped {len(skipped)}" in out and "wrote" in out
+
+
+def test_sixteen_bit_source_keeps_its_colours(tmp_path):
+    good = colourful_image(np.random.default_rng(4))
+    cv2.imwrite(str(tmp_path / "a16.png"), good.astype(np.uint16) * 257)
+    rgb16, _ = load_image(str(tmp_path / "a16.png"))
+    np.testing.assert_allclose(rgb16, good[..., ::-1] / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--images", "/nonexistent/photos"], "no such folder"),
+    (["--images", "EMPTY"], "has no files"),
+])
+def test_missing_or_empty_source_is_a_usage_error(tmp_path, args, words):
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    result = run_cli(*args, "--out", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_round_trip_of_a_real_photo_is_above_38_db(tmp_path):
+    photo = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+    os.makedirs(tmp_path / "src")
+    with open(photo, "rb") as f:
+        (tmp_path / "src" / "hopper.jpg").write_bytes(f.read())
+    assert input_create.main(["--images", str(tmp_path / "src"), "--out", str(tmp_path / "d"),
+                              "--workers", "1", "--val-fraction", "0"]) == 0
+    (rec,) = all_records(str(tmp_path / "d"))
+    decoded = colorspace.lab8_to_rgb(rec["lab8"]) * 255.0
+    reference = resize_short_side_and_center_crop(load_image(photo)[0], 256) * 255.0
+    psnr = 10 * np.log10(255.0 ** 2 / np.mean((decoded - reference) ** 2))
+    assert psnr >= 38.0, psnr
+
+
+def _digest(out):
+    return {os.path.basename(p): hashlib.sha1(open(p, "rb").read()).hexdigest()
+            for p in glob.glob(os.path.join(out, "*.tfrecord"))}
+
+
+def test_synthetic_build_is_deterministic_and_split_across_tasks(tmp_path, scenes_dataset):
+    sources, names, kind = input_create.synthetic_sources(96, seed=0)
+    out = str(tmp_path / "tasks")
+    for task in (1, 0):  # out of order: the last task to finish writes dataset.json
+        result = input_create.build(out, sources, names, kind, val_fraction=0.2, shards=3,
+                                    workers=1, num_tasks=2, task_index=task, progress=False)
+        assert (result is None) == (task == 1)
+    meta = load_json(os.path.join(out, "dataset.json"))
+    single = load_json(os.path.join(scenes_dataset, "dataset.json"))
+    assert meta["splits"]["train"]["count"] + meta["splits"]["val"]["count"] == 96
+    assert meta["splits"]["val"]["count"] == single["splits"]["val"]["count"]
+    assert meta["ab_histogram"] == single["ab_histogram"]
+    assert meta["class_names"] == ["countryside_day", "countryside_sunset", "coast_day",
+                                   "coast_sunset"]
+    a = sorted((r["source"], r["lab8"].tobytes()) for r in all_records(out))
+    b = sorted((r["source"], r["lab8"].tobytes()) for r in all_records(scenes_dataset))
+    assert a == b
+
+
+def test_split_is_a_stable_hash_of_the_path():
+    assert input_create.split_of("a/b.jpg", 0.5) == input_create.split_of("a/b.jpg", 0.5)
+    fractions = [input_create.split_of(f"x/{i}.jpg", 0.1) == "val" for i in range(5000)]
+    assert 0.08 < np.mean(fractions) < 0.12
+
+
+def test_killed_build_leaves_no_incomplete_shard_and_rerun_completes(tmp_path):
+    out = str(tmp_path / "killed")
+    args = ["--synthetic", "160", "--out", out, "--shards", "8", "--workers", "1",
+            "--val-fraction", "0.1"]
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "input_create.py"), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not glob.glob(os.path.join(out, "train-*.tfrecord")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = glob.glob(os.path.join(out, "*-of-*.tfrecord"))
+    assert finished, "the build was killed before any shard was complete"
+    assert not os.path.exists(os.path.join(out, "dataset.json"))
+    assert len(finished) < 9, "the build finished before it was killed"
+    for path in finished:  # every file with a shard's name is whole
+        part = load_json(os.path.join(out, ".parts", os.path.basename(path) + ".json"))
+        assert len(records(path)) == part["count"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    meta = load_json(os.path.join(out, "dataset.json"))
+    assert meta["splits"]["train"]["count"] + meta["splits"]["val"]["count"] == 160
+    clean = str(tmp_path / "clean")
+    assert run_cli(*[out if a == out else a for a in args[:3]], clean, *args[4:]).returncode == 0
+    assert _digest(out) == _digest(clean)
+    assert not glob.glob(os.path.join(out, "*.partial"))
+
+
+def test_rerun_of_a_finished_build_says_so(tmp_path, scenes_dataset):
+    result = run_cli("--synthetic", "96", "--out", scenes_dataset)
+    assert result.returncode == 0 and "already complete" in result.stdout

@@ -1,0 +1,267 @@
+"""The joint global and local colorization network (Iizuka et al. 2016, Table 1).
+
+    python build_model.py --preset paper --summary     # layer table, parameters, GFLOPs
+
+`build_model(cfg)` returns the Keras functional model used for training: a
+224 x 224 L input whose low-level features are computed once and shared by the
+global and the mid-level networks. `any_size_model(model)` wires the same layers
+for inference on images of any size: the local path runs at the image's own size
+(zero-padded to a multiple of 8 and cropped back), the global path sees the image
+resized to 224 x 224. Both map L / 100 in [0, 1] to
+  "ab":    (ab + 128) / 255 at half resolution, sigmoid, float32
+  "scene": class probabilities (only when the config has classes), float32
+
+Width is scaled by `cfg.model.width` (the demo preset uses 1/8); the paper preset
+is the full network. Mixed precision: call `set_precision(policy)` before
+building; the two outputs are computed in float32 whatever the policy, because
+their losses need the precision.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+
+from config import PRESETS, get_config
+from model_layers import CropToHalfOf, Fusion, PadToMultiple
+
+# (filters, stride) of each network, from Table 1 of the paper.
+LOW_LEVEL = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1)]
+MID_LEVEL = [(512, 1), (256, 1)]
+GLOBAL_CONV = [(512, 2), (512, 1), (512, 2), (512, 1)]
+GLOBAL_FC = [1024, 512, 256]
+FUSION = 256
+COLORIZATION = [("conv", 128), ("up", None), ("conv", 64), ("conv", 64), ("up", None),
+                ("conv", 32)]
+CLASS_HIDDEN = 256
+
+
+def set_precision(policy):
+    """Sets the global Keras dtype policy; must run before the model is built."""
+    keras.mixed_precision.set_global_policy(policy)
+
+
+class _Layers:
+    """Creates each named layer once (fresh build) or fetches it (from a built model)."""
+
+    def __init__(self, width=1.0, model=None):
+        self.width, self.model, self.cache = width, model, {}
+
+    def ch(self, n):
+        return max(1, round(n * self.width))
+
+    def get(self, name, factory):
+        if self.model is not None:
+            return self.model.get_layer(name)
+        if name not in self.cache:
+            self.cache[name] = factory()
+        return self.cache[name]
+
+    def conv_bn_relu(self, x, name, filters, stride=1):
+        conv = self.get(name, lambda: keras.layers.Conv2D(
+            self.ch(filters), 3, strides=stride, padding="same", name=name))
+        bn = self.get(name + "_bn", lambda: keras.layers.BatchNormalization(name=name + "_bn"))
+        relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
+        return relu(bn(conv(x)))
+
+    def dense_bn_relu(self, x, name, units):
+        dense = self.get(name, lambda: keras.layers.Dense(self.ch(units), name=name))
+        bn = self.get(name + "_bn", lambda: keras.layers.BatchNormalization(name=name + "_bn"))
+        relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
+        return relu(bn(dense(x)))
+
+
+def _low_level(L, x):
+    for i, (filters, stride) in enumerate(LOW_LEVEL, 1):
+        x = L.conv_bn_relu(x, f"low{i}", filters, stride)
+    return x
+
+
+def _global_features(L, low):
+    """(256-d global features, 512-d FC output that the class head reads)."""
+    x = low
+    for i, (filters, stride) in enumerate(GLOBAL_CONV, 1):
+        x = L.conv_bn_relu(x, f"global{i}", filters, stride)
+    x = L.get("global_flatten", lambda: keras.layers.Flatten(name="global_flatten"))(x)
+    fc = {}
+    for i, units in enumerate(GLOBAL_FC, 1):
+        x = L.dense_bn_relu(x, f"global_fc{i}", units)
+        fc[units] = x
+    return fc[256], fc[512]
+
+
+def _local_to_ab(L, low, global_features):
+    x = low
+    for i, (filters, _) in enumerate(MID_LEVEL, 1):
+        x = L.conv_bn_relu(x, f"mid{i}", filters)
+    x = L.get("fusion", lambda: Fusion(L.ch(FUSION), name="fusion"))([x, global_features])
+    x = L.get("fusion_bn", lambda: keras.layers.BatchNormalization(name="fusion_bn"))(x)
+    x = L.get("fusion_relu", lambda: keras.layers.ReLU(name="fusion_relu"))(x)
+    n_up = n_conv = 0
+    for kind, filters in COLORIZATION:
+        if kind == "up":
+            n_up += 1
+            x = L.get(f"upsample{n_up}", lambda n=n_up: keras.layers.UpSampling2D(
+                2, interpolation="nearest", name=f"upsample{n}"))(x)
+        else:
+            n_conv += 1
+            x = L.conv_bn_relu(x, f"color{n_conv}", filters)
+    # float32 output: the sigmoid and the MSE need the precision under mixed policies.
+    out = L.get("ab", lambda: keras.layers.Conv2D(2, 3, padding="same", activation="sigmoid",
+                                                   dtype="float32", name="ab"))
+    return out(x)
+
+
+def _class_head(L, fc512, num_classes):
+    x = L.dense_bn_relu(fc512, "class_fc1", CLASS_HIDDEN)
+    return L.get("scene", lambda: keras.layers.Dense(num_classes, activation="softmax",
+                                                     dtype="float32", name="scene"))(x)
+
+
+def _outputs(L, ab, fc512, num_classes):
+    outputs = {"ab": ab}
+    if num_classes:
+        outputs["scene"] = _class_head(L, fc512, num_classes)
+    return outputs
+
+
+def build_model(cfg, input_size=224):
+    """The training model: input_size x input_size L (224: low-level features shared)."""
+    num_classes = cfg.model.num_classes
+    L = _Layers(cfg.model.width)
+    gray = keras.Input((input_size, input_size, 1), name="gray")
+    low = _low_level(L, gray)
+    if input_size == cfg.model.global_size:
+        global_low = low  # the paper's shared low-level features: computed once
+    else:
+        resized = keras.layers.Resizing(cfg.model.global_size, cfg.model.global_size,
+                                        antialias=True, name="global_resize")(gray)
+        global_low = _low_level(L, resized)
+    global_features, fc512 = _global_features(L, global_low)
+    ab = _local_to_ab(L, low, global_features)
+    return keras.Model(gray, _outputs(L, ab, fc512, num_classes), name="iizuka2016")
+
+
+def any_size_model(model, global_size=224, with_global_input=False):
+    """The same layers (same weights) wired for inference on any image size.
+
+    with_global_input adds a second input, "global_gray", from which the global
+    features are computed instead: the paper's style transfer (colorize one image
+    with the global features of another).
+    """
+    L = _Layers(model=model)
+    gray = keras.Input((None, None, 1), name="gray")
+    source = keras.Input((None, None, 1), name="global_gray") if with_global_input else gray
+    resize = keras.layers.Resizing(global_size, global_size, antialias=True,
+                                   name="global_resize")
+    global_features, fc512 = _global_features(L, _low_level(L, resize(source)))
+    padded = PadToMultiple(8, name="pad_to_8")(gray)
+    ab = _local_to_ab(L, _low_level(L, padded), global_features)
+    ab = CropToHalfOf(name="crop_to_half")([ab, gray])
+    num_classes = model.output["scene"].shape[-1] if "scene" in model.output else 0
+    inputs = [gray, source] if with_global_input else gray
+    return keras.Model(inputs, _outputs(L, ab, fc512, num_classes), name="iizuka2016_any_size")
+
+
+# ---------------------------------------------------------------- size and FLOPs
+
+
+def layer_table(model):
+    """[(name, output shape, weights+biases, FLOPs per image)] for a fixed-size model.
+
+    FLOPs count multiply-adds as 2 in convolutions, dense and fusion layers; a
+    layer called twice (the unshared low-level path) counts twice.
+    """
+    rows = []
+    for layer in model.layers:
+        if not layer.weights or isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        params = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements")
+                         else _numel(w.shape)) for w in layer.weights)
+        flops = 0
+        for node in _nodes_in(model, layer):
+            out_shape = tuple(node.outputs[0].shape)
+            if isinstance(layer, keras.layers.Conv2D):
+                k = layer.kernel.shape
+                flops += 2 * k[0] * k[1] * k[2] * k[3] * out_shape[1] * out_shape[2]
+            elif isinstance(layer, keras.layers.Dense):
+                flops += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+            elif isinstance(layer, Fusion):
+                pixels = out_shape[1] * out_shape[2]
+                flops += 2 * layer.mid_kernel.shape[0] * layer.units * pixels
+                flops += 2 * layer.global_kernel.shape[0] * layer.units
+        rows.append((layer.name, out_shape, params, flops))
+    return rows
+
+
+def _nodes_in(model, layer):
+    """The calls of `layer` that belong to `model` (a layer reused by an any-size
+    model has more). Keras keys a functional model's nodes as "<id>_ib-<index>"."""
+    return [node for i, node in enumerate(layer._inbound_nodes)
+            if f"{id(layer)}_ib-{i}" in model._nodes]
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def count_bn_params(model):
+    return sum(_numel(w.shape) for layer in model.layers
+               if isinstance(layer, keras.layers.BatchNormalization) for w in layer.weights)
+
+
+def summary_text(cfg, model):
+    rows = layer_table(model)
+    lines = [f"{'layer':<14} {'output':<22} {'weights+biases':>15} {'GFLOP':>8}"]
+    for name, shape, params, flops in rows:
+        lines.append(f"{name:<14} {shape[1:]!s:<22} {params:>15,} {flops / 1e9:>8.3f}")
+    total = sum(r[2] for r in rows)
+    head = sum(r[2] for r in rows if r[0] in ("class_fc1", "scene"))
+    gflops = sum(r[3] for r in rows) / 1e9
+    # The paper counts the fusion as a 1x1 convolution over the concatenation.
+    fusion = model.get_layer("fusion")
+    pixels = fusion.output.shape[1] * fusion.output.shape[2]
+    concat_gflops = gflops + 2 * fusion.global_kernel.shape[0] * fusion.units * pixels / 1e9
+    lines += [
+        "",
+        f"preset {cfg.preset}, width {cfg.model.width:g}, {cfg.model.num_classes} classes",
+        (f"weights and biases: {total:,} ({total / 1e6:.2f}M); without the class head "
+         f"{(total - head) / 1e6:.2f}M; batch-norm parameters {count_bn_params(model):,} more"),
+        (f"forward pass: {gflops:.2f} GFLOP per 224x224 image (low-level features shared); "
+         f"{concat_gflops:.2f} counting the fusion as a 1x1 convolution of the concatenation"),
+    ]
+    if cfg.model.width == 1.0 and cfg.model.num_classes == 205:
+        lines.append("paper: 42.35M weights and biases (42.17M without the class head), "
+                     "about 17.2 GFLOP per 224x224 forward pass")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    p.add_argument("--classes", type=int, help="number of scene classes (0: no class head)")
+    p.add_argument("--width", type=float, help="channel width multiplier")
+    p.add_argument("--summary", action="store_true", help="print layers, parameters and GFLOPs")
+    args = p.parse_args(argv)
+    overrides = {}
+    if args.classes is not None:
+        overrides["num_classes"] = args.classes
+    if args.width is not None:
+        overrides["width"] = args.width
+    cfg = get_config(args.preset, model=overrides)
+    model = build_model(cfg)
+    if args.summary:
+        print(summary_text(cfg, model))
+    else:
+        print(f"{model.name}: {model.count_params():,} parameters (use --summary for the table)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

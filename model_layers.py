@@ -1,0 +1,88 @@
+"""The custom Keras layers of the colorization network: registered, serializable,
+written with keras.ops only so the model runs on the TensorFlow, JAX and PyTorch
+backends and a saved `.keras` file loads in safe mode (no Lambda layers).
+"""
+
+import keras
+from keras import ops
+
+PACKAGE = "colorization"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Fusion(keras.layers.Layer):
+    """The paper's fusion layer: y[u, v] = b + W [global ; mid[u, v]] at every pixel.
+
+    Equal to broadcasting the global vector to every position, concatenating it
+    with the mid-level features and applying a 1x1 convolution; computed as
+    mid @ W_mid + (global @ W_global + b) so the broadcast copy of the global
+    vector is never materialised. Works for any batch size and spatial size.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        mid_shape, global_shape = input_shape
+        self.mid_kernel = self.add_weight(name="mid_kernel",
+                                          shape=(mid_shape[-1], self.units),
+                                          initializer="glorot_uniform")
+        self.global_kernel = self.add_weight(name="global_kernel",
+                                             shape=(global_shape[-1], self.units),
+                                             initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, inputs):
+        mid, global_features = inputs
+        per_image = ops.matmul(global_features, self.global_kernel) + self.bias
+        return ops.matmul(mid, self.mid_kernel) + per_image[:, None, None, :]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0][:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PadToMultiple(keras.layers.Layer):
+    """Zero-pads height and width at the bottom/right up to a multiple of `multiple`,
+    so that three stride-2 convolutions and two 2x upsamplings return to the size."""
+
+    def __init__(self, multiple=8, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = multiple
+
+    def call(self, x):
+        h, w = ops.shape(x)[1], ops.shape(x)[2]
+        pad_h = (-h) % self.multiple
+        pad_w = (-w) % self.multiple
+        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        def padded(n):
+            return None if n is None else n + (-n) % self.multiple
+        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CropToHalfOf(keras.layers.Layer):
+    """Crops a half-resolution map to ceil(H/2) x ceil(W/2) of the reference image,
+    undoing PadToMultiple at the output."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        h = (ops.shape(reference)[1] + 1) // 2
+        w = (ops.shape(reference)[2] + 1) // 2
+        return x[:, :h, :w, :]
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+
+        def half(n):
+            return None if n is None else (n + 1) // 2
+        return (x_shape[0], half(ref_shape[1]), half(ref_shape[2]), x_shape[3])

@@ -37,6 +37,9 @@ FUSION = 256
 COLORIZATION = [("conv", 128), ("up", None), ("conv", 64), ("conv", 64), ("up", None),
                 ("conv", 32)]
 CLASS_HIDDEN = 256
+# Torch's batch-norm momentum of 0.1 (the reference implementation's framework),
+# i.e. Keras's 0.9: the moving statistics follow the weights within tens of steps.
+BN_MOMENTUM = 0.9
 
 
 def set_precision(policy):
@@ -63,13 +66,15 @@ class _Layers:
     def conv_bn_relu(self, x, name, filters, stride=1):
         conv = self.get(name, lambda: keras.layers.Conv2D(
             self.ch(filters), 3, strides=stride, padding="same", name=name))
-        bn = self.get(name + "_bn", lambda: keras.layers.BatchNormalization(name=name + "_bn"))
+        bn = self.get(name + "_bn", lambda: keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, name=name + "_bn"))
         relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
         return relu(bn(conv(x)))
 
     def dense_bn_relu(self, x, name, units):
         dense = self.get(name, lambda: keras.layers.Dense(self.ch(units), name=name))
-        bn = self.get(name + "_bn", lambda: keras.layers.BatchNormalization(name=name + "_bn"))
+        bn = self.get(name + "_bn", lambda: keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, name=name + "_bn"))
         relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
         return relu(bn(dense(x)))
 
@@ -98,7 +103,8 @@ def _local_to_ab(L, low, global_features):
     for i, (filters, _) in enumerate(MID_LEVEL, 1):
         x = L.conv_bn_relu(x, f"mid{i}", filters)
     x = L.get("fusion", lambda: Fusion(L.ch(FUSION), name="fusion"))([x, global_features])
-    x = L.get("fusion_bn", lambda: keras.layers.BatchNormalization(name="fusion_bn"))(x)
+    x = L.get("fusion_bn", lambda: keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, name="fusion_bn"))(x)
     x = L.get("fusion_relu", lambda: keras.layers.ReLU(name="fusion_relu"))(x)
     n_up = n_conv = 0
     for kind, filters in COLORIZATION:

@@ -110,12 +110,14 @@ def make_dataset(data_dir, split="train", batch_size=32, training=True, crop_siz
     if with_labels is None:
         with_labels = summary["num_classes"] > 0
     repeat = training if repeat is None else repeat
+    # A seeded pipeline is also ordered, so two runs see the same batches.
+    deterministic = seed is not None
     drop_remainder = training if drop_remainder is None else drop_remainder
 
     if training:
         ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
         ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                           num_parallel_calls=AUTOTUNE, deterministic=False)
+                           num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         if shuffle_buffer > 1:
             ds = ds.shuffle(shuffle_buffer, seed=seed)
         if repeat:
@@ -124,7 +126,7 @@ def make_dataset(data_dir, split="train", batch_size=32, training=True, crop_siz
         base = tf.constant(seed if seed is not None else time.time_ns() % 2**31, tf.int64)
         ds = ds.enumerate().map(
             lambda i, s: _train_example(s, tf.stack([base, i]), crop_size),
-            num_parallel_calls=AUTOTUNE, deterministic=False)
+            num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         ds = tf.data.TFRecordDataset(files)
         ds = ds.map(lambda s: _eval_example(s, crop_size), num_parallel_calls=AUTOTUNE)

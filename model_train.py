@@ -1,0 +1,329 @@
+"""Trains the colorization network; resumes a killed run from its run directory.
+
+    python model_train.py --preset demo --data data/scenes --run-dir runs/demo
+    python model_train.py --preset paper --data data/places --run-dir runs/places
+    python model_train.py --preset paper --benchmark       # training images/s, no data needed
+
+Loss: MSE on the half-resolution ab plus alpha x cross-entropy on the scene class
+(alpha = 1/300; 0 when the dataset has no labels). ADADELTA as in the paper, or
+--optimizer adam. The run directory holds everything about the run:
+
+    config.json        the resolved configuration
+    model.keras        the model after the last finished epoch; best.keras: best val_loss
+    log.csv, logs/     per-epoch losses (CSV, TensorBoard)
+    samples/           validation images colorized each epoch: gray | model | truth
+    plots/             learning curves (redrawn every epoch)
+    state/             the resumable state: weights + optimizer, epoch and step
+
+Started again with the same --run-dir, training continues from the last saved
+step; a finished run says so and exits 0. Several GPUs are used through
+MirroredStrategy; several machines through MultiWorkerMirroredStrategy when
+TF_CONFIG names more than one worker (see the README). --batch-size is the global
+batch, divided across the replicas.
+
+Exit status: 0 trained (or already finished), 1 the loss became NaN (the last
+good checkpoint is kept), 2 usage error (e.g. no dataset: run input_create.py).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _configure_logical_cpus(n):
+    """Splits the CPU into n logical devices (for trying multi-replica code on a laptop)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def cpu_supports_bf16():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(requested="auto"):
+    """(policy, reason) for --precision; 'auto' looks at the devices present."""
+    if requested != "auto":
+        return requested, "requested"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        cc = details.get("compute_capability") or (0, 0)
+        name = details.get("device_name", "GPU")
+        if cc >= (7, 0):
+            return "mixed_float16", f"{name} (compute capability {cc[0]}.{cc[1]}) has fast fp16"
+        if cc >= (8, 0):
+            return "mixed_bfloat16", f"{name} supports bfloat16"
+        return "float32", f"{name} (compute capability {cc[0]}.{cc[1]}) has no fast fp16/bf16"
+    if cpu_supports_bf16():
+        return "mixed_bfloat16", "the CPU supports bfloat16 (avx512_bf16/amx_bf16)"
+    return "float32", "no GPU and the CPU has no bfloat16 support"
+
+
+def choose_strategy(logical_devices=0):
+    """MultiWorkerMirrored if TF_CONFIG lists several workers, Mirrored over several
+    local GPUs (or logical CPUs), else the default single-device strategy."""
+    import tensorflow as tf
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy(), "multi-worker mirrored"
+    if logical_devices > 1:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:logical_devices]
+        return tf.distribute.MirroredStrategy(devices), f"mirrored over {len(devices)} CPUs"
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy(), f"mirrored over {len(gpus)} GPUs"
+    return tf.distribute.get_strategy(), "one device"
+
+
+def make_optimizer(cfg):
+    import keras
+
+    if cfg.train.optimizer == "adadelta":
+        return keras.optimizers.Adadelta(learning_rate=cfg.train.learning_rate, rho=0.95,
+                                         epsilon=1e-6)
+    if cfg.train.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=cfg.train.learning_rate)
+    raise ValueError(f"unknown optimizer {cfg.train.optimizer!r} (adadelta or adam)")
+
+
+def compile_model(model, cfg, with_labels):
+    import keras
+
+    losses = {"ab": keras.losses.MeanSquaredError(name="ab_mse")}
+    weights = {"ab": 1.0}
+    if with_labels:
+        losses["scene"] = keras.losses.SparseCategoricalCrossentropy(name="scene_xent")
+        weights["scene"] = cfg.train.class_loss_weight
+    model.compile(optimizer=make_optimizer(cfg), loss=losses, loss_weights=weights)
+    return model
+
+
+class TrainingError(Exception):
+    """Training stopped for a reason the user must act on (e.g. a NaN loss)."""
+
+
+def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count=4,
+          save_every_steps=None):
+    """Trains (or resumes) a run; returns a dict describing the finished run."""
+    import keras
+    import tensorflow as tf
+
+    import build_model
+    import read_input
+    from config import to_dict
+    from train_callbacks import (
+        Checkpointing,
+        LearningCurves,
+        NanGuard,
+        ProgressBar,
+        SamplePictures,
+        TrainingState,
+        plot_learning_curves,
+        write_json_atomic,
+    )
+
+    summary = read_input.load_summary(data_dir)
+    state = TrainingState(run_dir).load()
+    if state and state.get("finished"):
+        return {"status": "already finished", "run_dir": run_dir, **state}
+    os.makedirs(run_dir, exist_ok=True)
+
+    with_labels = summary["num_classes"] > 0
+    cfg.model.num_classes = summary["num_classes"]
+    if not with_labels:
+        cfg.train.class_loss_weight = 0.0
+    policy, why = choose_precision(cfg.train.precision)
+    cfg.train.precision = policy
+    write_json_atomic(os.path.join(run_dir, "config.json"),
+                      {**to_dict(cfg), "data": {**to_dict(cfg)["data"], "path": data_dir}})
+    keras.utils.set_random_seed(cfg.train.seed)
+    build_model.set_precision(policy)
+    strategy, how = choose_strategy(logical_devices)
+    print(f"precision {policy}: {why}; distribution: {how} "
+          f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
+
+    batch = cfg.train.batch_size
+    n_train = summary["splits"]["train"]["count"]
+    steps = cfg.train.steps_per_epoch or max(1, n_train // batch)
+    train_ds = read_input.make_dataset(data_dir, "train", batch, training=True,
+                                       crop_size=cfg.data.crop_size,
+                                       shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed)
+    val_ds = read_input.make_dataset(data_dir, "val", batch, training=False,
+                                     crop_size=cfg.data.crop_size)
+    with strategy.scope():
+        model = compile_model(build_model.build_model(cfg), cfg, with_labels)
+        state = TrainingState(run_dir).restore(model)
+    epoch0 = state["epoch"] if state else 0
+    step0 = state["step_in_epoch"] if state else 0
+    best = state.get("best_val_loss", math.inf) if state else math.inf
+    if state:
+        print(f"resuming {run_dir} at epoch {epoch0 + 1}, step {step0} of {steps} "
+              f"(global step {state['global_step']})", flush=True)
+
+    samples = next(iter(read_input.make_dataset(data_dir, "val", sample_count, training=False)))
+    csv_path = os.path.join(run_dir, "log.csv")
+    os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
+    curves = os.path.join(run_dir, "plots", "learning_curves.png")
+    every = save_every_steps if save_every_steps is not None else max(1, min(steps // 4, 500))
+    checkpointing = Checkpointing(run_dir, steps, every, start_step=step0, best=best)
+    nan_guard = NanGuard()
+    bar = ProgressBar(steps, batch, cfg.train.epochs, start_step=step0, enabled=progress)
+    callbacks = [nan_guard, checkpointing, bar,
+                 keras.callbacks.CSVLogger(csv_path, append=True),
+                 keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
+                 SamplePictures(run_dir, samples[0].numpy(), samples[1]["ab"].numpy()),
+                 LearningCurves(csv_path, curves)]
+
+    start = time.perf_counter()
+    phases = []
+    if step0 > 0 and epoch0 < cfg.train.epochs:  # finish the interrupted epoch first
+        phases.append((epoch0, epoch0 + 1, steps - step0))
+        epoch0 += 1
+    if epoch0 < cfg.train.epochs:
+        phases.append((epoch0, cfg.train.epochs, steps))
+    for initial, end, n_steps in phases:
+        model.fit(train_ds, epochs=end, initial_epoch=initial, steps_per_epoch=n_steps,
+                  validation_data=val_ds, callbacks=callbacks, verbose=0)
+        if nan_guard.where:
+            epoch, step = nan_guard.where
+            last = TrainingState(run_dir).load()
+            kept = (f"the last good state is from epoch {last['epoch']}, step "
+                    f"{last['step_in_epoch']} ({os.path.join(run_dir, 'state')})"
+                    if last else "no good state had been saved yet")
+            raise TrainingError(f"the loss became NaN at epoch {epoch}, step {step}; "
+                                f"training stopped and {kept}. Try a lower --learning-rate "
+                                "or --precision float32.")
+    elapsed = time.perf_counter() - start
+    final = TrainingState(run_dir).load() or {}
+    write_json_atomic(TrainingState(run_dir).path, {**final, "finished": True})
+    plot_learning_curves(csv_path, curves) if os.path.exists(csv_path) else None
+    return {"status": "trained", "run_dir": run_dir, "seconds": elapsed,
+            "model": os.path.join(run_dir, "model.keras"),
+            "best": os.path.join(run_dir, "best.keras"), "plots": curves,
+            "samples": os.path.join(run_dir, "samples"), "steps_per_epoch": steps,
+            "global_step": final.get("global_step")}
+
+
+def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
+    """Median training images/s on random 224x224 batches (no input pipeline)."""
+    import keras
+    import numpy as np
+
+    import build_model
+
+    build_model.set_precision(policy)
+    cfg.train.precision = policy
+    model = compile_model(build_model.build_model(cfg), cfg, cfg.model.num_classes > 0)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size, 224, 224, 1), np.float32)
+    y = {"ab": rng.random((batch_size, 112, 112, 2), np.float32)}
+    if cfg.model.num_classes:
+        y["scene"] = rng.integers(0, cfg.model.num_classes, batch_size).astype("int32")
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - t)
+    keras.backend.clear_session()
+    return batch_size / float(np.median(times)), times
+
+
+def parse_args(argv):
+    from config import PRESETS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    p.add_argument("--data", default="data/scenes", help="dataset folder (input_create.py)")
+    p.add_argument("--run-dir", help="run directory (default runs/PRESET)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--optimizer", choices=["adadelta", "adam"])
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--logical-cpus", type=int, default=0,
+                   help="split the CPU into N devices and mirror over them (for testing)")
+    p.add_argument("--save-every", type=int, help="steps between resumable saves")
+    p.add_argument("--benchmark", action="store_true",
+                   help="measure training images/s under float32 and the auto policy")
+    return p.parse_args(argv)
+
+
+def resolve_config(args):
+    from config import from_dict, get_config
+
+    run_dir = args.run_dir or os.path.join("runs", args.preset)
+    saved = os.path.join(run_dir, "config.json")
+    if os.path.exists(saved) and not args.benchmark:
+        with open(saved, encoding="utf-8") as f:
+            d = json.load(f)
+        d["data"].pop("path", None)
+        cfg = from_dict(d)  # a resumed run keeps its own settings; --epochs may extend it
+        if args.epochs:
+            cfg.train.epochs = args.epochs
+        return cfg, run_dir
+    train = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
+                               "steps_per_epoch": args.steps_per_epoch,
+                               "learning_rate": args.learning_rate, "optimizer": args.optimizer,
+                               "precision": args.precision, "seed": args.seed}.items()
+             if v is not None}
+    return get_config(args.preset, train=train), run_dir
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.logical_cpus > 1:
+        _configure_logical_cpus(args.logical_cpus)
+    cfg, run_dir = resolve_config(args)
+    if args.benchmark:
+        batch = args.batch_size or 16
+        auto, why = choose_precision("auto")
+        for policy in dict.fromkeys(["float32", auto]):
+            rate, _ = benchmark_training(cfg, policy, batch)
+            print(f"{cfg.preset} preset, {policy}: {rate:.2f} training images/s "
+                  f"(batch {batch}, median of 8 steps){' - auto: ' + why if policy == auto else ''}",
+                  flush=True)
+        return 0
+    import read_input
+
+    try:
+        result = train(cfg, args.data, run_dir, logical_devices=args.logical_cpus,
+                       progress=sys.stderr.isatty(), save_every_steps=args.save_every)
+    except read_input.DatasetError as e:
+        print(f"model_train.py: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"model_train.py: {e}", file=sys.stderr)
+        return 1
+    if result["status"] == "already finished":
+        print(f"{run_dir} has already finished training (epoch {result.get('epoch')}); "
+              f"its model is {os.path.join(run_dir, 'model.keras')}")
+        return 0
+    print(f"trained in {result['seconds'] / 60:.1f} min: model {result['model']} "
+          f"(best on validation: {result['best']}); learning curves {result['plots']}; "
+          f"sample colorizations in {result['samples']}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

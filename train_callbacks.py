@@ -1,0 +1,225 @@
+"""Callbacks that make a training run survive for weeks: resumable checkpoints,
+a NaN guard, a progress bar with images/s, sample pictures and learning curves.
+"""
+
+import csv
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from colorspace import compose_rgb, to_uint8
+
+
+def write_json_atomic(path, obj):
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path):
+    tmp = os.path.join(os.path.dirname(path), f".partial-{os.path.basename(path)}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class TrainingState:
+    """Where a run is: `state/state.json` names the weights file of the last good step.
+
+    The weights (model and optimizer variables) go to a new file first; the
+    state file is then replaced atomically, so a SIGKILL at any moment leaves
+    either the previous or the new state, never a torn one.
+    """
+
+    def __init__(self, run_dir):
+        self.dir = os.path.join(run_dir, "state")
+        self.path = os.path.join(self.dir, "state.json")
+
+    def load(self):
+        if not os.path.exists(self.path):
+            return None
+        with open(self.path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def save(self, model, **state):
+        os.makedirs(self.dir, exist_ok=True)
+        name = f"step-{state['global_step']:09d}.weights.h5"
+        model.save_weights(os.path.join(self.dir, name))
+        previous = self.load()
+        write_json_atomic(self.path, {**state, "weights": name})
+        if previous and previous.get("weights") not in (None, name):
+            try:
+                os.remove(os.path.join(self.dir, previous["weights"]))
+            except FileNotFoundError:
+                pass
+
+    def restore(self, model):
+        state = self.load()
+        if state and state.get("weights"):
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(os.path.join(self.dir, state["weights"]))
+        return state
+
+
+class Checkpointing(keras.callbacks.Callback):
+    """Saves the resumable state every `every_steps` steps and at each epoch end,
+    `model.keras` at each epoch end and `best.keras` on the best val_loss; never
+    saves a state whose loss is not finite."""
+
+    def __init__(self, run_dir, steps_per_epoch, every_steps, start_step=0, best=math.inf):
+        super().__init__()
+        self.run_dir, self.steps_per_epoch, self.every = run_dir, steps_per_epoch, every_steps
+        self.state = TrainingState(run_dir)
+        self.epoch, self.step_in_epoch, self.first_step = 0, start_step, start_step
+        self.best = best
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step_in_epoch = self.first_step + batch + 1
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            return
+        if self.every and self.step_in_epoch % self.every == 0 \
+                and self.step_in_epoch < self.steps_per_epoch:
+            self._save_state(self.epoch, self.step_in_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.first_step = 0
+        if not all(math.isfinite(float(v)) for v in logs.values()):
+            return
+        val = float(logs.get("val_loss", logs.get("loss", math.inf)))
+        if val < self.best:
+            self.best = val
+            save_model_atomic(self.model, os.path.join(self.run_dir, "best.keras"))
+        save_model_atomic(self.model, os.path.join(self.run_dir, "model.keras"))
+        self._save_state(epoch + 1, 0)
+
+    def _save_state(self, epoch, step):
+        self.state.save(self.model, epoch=epoch, step_in_epoch=step,
+                        global_step=int(self.model.optimizer.iterations.numpy()),
+                        best_val_loss=self.best, time=time.time())
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.where = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.where = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """tqdm bar per epoch with loss and images/s (Keras's own bar shows no rate)."""
+
+    def __init__(self, steps_per_epoch, batch_size, epochs, start_step=0, enabled=True):
+        super().__init__()
+        self.steps, self.batch_size, self.epochs = steps_per_epoch, batch_size, epochs
+        self.start_step, self.enabled = start_step, enabled
+        self.bar, self.t0 = None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=self.steps, initial=self.start_step, unit="step",
+                        desc=f"epoch {epoch + 1}/{self.epochs}", disable=not self.enabled,
+                        dynamic_ncols=True)
+        self.t0, self.done = time.perf_counter(), 0
+        self.start_step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        rate = self.done * self.batch_size / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix(loss=f"{float(logs.get('loss', 0)):.4f}", img_s=f"{rate:.1f}")
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+        rate = self.done * self.batch_size / max(time.perf_counter() - self.t0, 1e-9)
+        shown = ", ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items()
+                          if k.endswith("loss"))
+        print(f"epoch {epoch + 1}/{self.epochs}: {shown}; {rate:.1f} images/s", flush=True)
+
+
+class SamplePictures(keras.callbacks.Callback):
+    """Every epoch, colorizes a few fixed validation images: gray | model | truth."""
+
+    def __init__(self, run_dir, lightness, ab_true):
+        super().__init__()
+        self.dir = os.path.join(run_dir, "samples")
+        self.lightness, self.ab_true = lightness, ab_true
+
+    def on_epoch_end(self, epoch, logs=None):
+        import cv2
+
+        pred = self.model.predict(self.lightness, verbose=0)["ab"]
+        rows = []
+        for k in range(len(self.lightness)):
+            gray = np.repeat(self.lightness[k], 3, -1)
+            rows.append(np.concatenate([gray, compose_rgb(self.lightness[k], pred[k]),
+                                        compose_rgb(self.lightness[k], self.ab_true[k])], 1))
+        grid = to_uint8(np.concatenate(rows, 0))
+        os.makedirs(self.dir, exist_ok=True)
+        path = os.path.join(self.dir, f"epoch-{epoch + 1:03d}.png")
+        tmp = os.path.join(self.dir, f".partial-{os.path.basename(path)}")
+        cv2.imwrite(tmp, grid[..., ::-1])
+        os.replace(tmp, path)
+
+
+def plot_learning_curves(csv_path, out_path):
+    """PNG of every loss column of the CSV log against the epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    keys = [k for k in rows[0] if k.endswith("loss")]
+    groups = sorted({k.removeprefix("val_") for k in keys})
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    for ax, name in zip(axes[0], groups, strict=True):
+        for key, style in ((name, "-o"), ("val_" + name, "--s")):
+            if key in rows[0]:
+                ax.plot(epochs, [float(r[key]) for r in rows], style, label=key, markersize=3)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = os.path.join(os.path.dirname(out_path), f".partial-{os.path.basename(out_path)}")
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+class LearningCurves(keras.callbacks.Callback):
+    """Redraws the learning-curve plot after every epoch (a killed run keeps it)."""
+
+    def __init__(self, csv_path, out_path):
+        super().__init__()
+        self.csv_path, self.out_path = csv_path, out_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        # CSVLogger (earlier in the list) has written this epoch's row already.
+        plot_learning_curves(self.csv_path, self.out_path)

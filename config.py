@@ -61,7 +61,7 @@ PRESETS = {
     "paper": {},
     "demo": {
         "model": {"width": 0.125, "num_classes": 4},
-        "train": {"batch_size": 32, "epochs": 6, "optimizer": "adam",
+        "train": {"batch_size": 32, "epochs": 8, "optimizer": "adam",
                   "learning_rate": 2e-3, "class_loss_weight": 1.0 / 300.0},
         "data": {"shuffle_buffer": 512},
     },

@@ -122,7 +122,6 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
           save_every_steps=None):
     """Trains (or resumes) a run; returns a dict describing the finished run."""
     import keras
-    import tensorflow as tf
 
     import build_model
     import read_input

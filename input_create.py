@@ -40,6 +40,7 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
+from atomic_io import write_json_atomic
 from example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, Source, encode_source
 from image_io import is_image_name
 
@@ -184,15 +185,6 @@ def shard_name(split, i, n):
 # ---------------------------------------------------------------- writing
 
 
-def _write_json_atomic(path, obj):
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _serialize(tf, enc):
     def b(v):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
@@ -238,7 +230,7 @@ class ShardWriter:
 
     def close(self):
         self.writer.close()
-        _write_json_atomic(self.summary_path, {
+        write_json_atomic(self.summary_path, {
             "count": self.count, "png_bytes": self.bytes, "skipped": self.skipped,
             "class_counts": self.class_counts.tolist(), "ab_histogram": self.hist.tolist()})
         os.replace(self.partial, self.final)  # last: the shard's name means "complete"
@@ -304,7 +296,7 @@ def write_summary(out, layout, class_names, meta):
         "ab_histogram": {"bin_size": AB_BIN_SIZE, "centers": AB_BIN_CENTERS.tolist(),
                          "axes": ["a", "b"], "split": "train", "counts": hist.tolist()},
     }
-    _write_json_atomic(os.path.join(out, "dataset.json"), summary)
+    write_json_atomic(os.path.join(out, "dataset.json"), summary)
     return summary
 
 
@@ -360,7 +352,7 @@ def _check_settings(out, meta, overwrite):
             raise UsageError(f"{out} holds a build with other settings or sources; "
                              "use another --out or add --overwrite")
     else:
-        _write_json_atomic(path, meta)
+        write_json_atomic(path, meta)
 
 
 # ---------------------------------------------------------------- command line

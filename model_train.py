@@ -125,6 +125,7 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
 
     import build_model
     import read_input
+    from atomic_io import write_json_atomic
     from config import to_dict
     from train_callbacks import (
         Checkpointing,
@@ -134,7 +135,6 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
         SamplePictures,
         TrainingState,
         plot_learning_curves,
-        write_json_atomic,
     )
 
     summary = read_input.load_summary(data_dir)

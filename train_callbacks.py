@@ -12,20 +12,12 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from atomic_io import partial_path, write_json_atomic
 from colorspace import compose_rgb, to_uint8
 
 
-def write_json_atomic(path, obj):
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_model_atomic(model, path):
-    tmp = os.path.join(os.path.dirname(path), f".partial-{os.path.basename(path)}")
+    tmp = partial_path(path)
     model.save(tmp)
     os.replace(tmp, path)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from colorspace import lab8_to_lab, rgb_to_lab8
-from image_io import ImageError, load_image, resize_short_side_and_center_crop
+from colorspace import rgb8_to_lab8, rgb_to_lab8
+from image_io import ImageError, load_pixels, resize_short_side_and_center_crop, to_float
 
 # The colour prior is a histogram of ab on a grid of 10 (Zhang et al.'s grid),
 # bins centred on multiples of 10 from -130 to 130 so every 8-bit ab value falls in.
@@ -49,23 +49,40 @@ class Encoded:
     reason: str | None = None
 
 
-def ab_histogram(lab8):
+# Every lab8 pixel's (a, b) byte pair indexes these 65536-entry tables: its bin on
+# the AB_BIN_CENTERS grid and its chroma. One bincount over the pixels then gives
+# both the histogram and the mean chroma, without a float Lab image.
+_AB8 = np.arange(256, dtype=np.float64) - 128.0   # lab8 byte -> a or b
+_BIN8 = np.clip(np.rint((_AB8 - AB_BIN_CENTERS[0]) / AB_BIN_SIZE), 0,
+                len(AB_BIN_CENTERS) - 1).astype(np.int64)
+_BIN_OF_AB16 = (_BIN8[:, None] * len(AB_BIN_CENTERS) + _BIN8[None, :]).ravel()
+_CHROMA_OF_AB16 = np.hypot(_AB8[:, None], _AB8[None, :]).ravel()
+
+
+def ab_counts(lab8):
+    """How many pixels have each (a, b) byte pair: shape (65536,), index a * 256 + b."""
+    ab16 = (lab8[..., 1].astype(np.int32) << 8) | lab8[..., 2]
+    return np.bincount(ab16.ravel(), minlength=256 * 256)
+
+
+def ab_histogram(lab8, counts=None):
     """Counts of the pixels' ab values on the AB_BIN_CENTERS grid, shape (27, 27)."""
-    ab = lab8_to_lab(lab8)[..., 1:].reshape(-1, 2)
+    counts = ab_counts(lab8) if counts is None else counts
     n = len(AB_BIN_CENTERS)
-    idx = np.clip(np.rint((ab - AB_BIN_CENTERS[0]) / AB_BIN_SIZE).astype(np.int64), 0, n - 1)
-    return np.bincount(idx[:, 0] * n + idx[:, 1], minlength=n * n).reshape(n, n)
+    return np.bincount(_BIN_OF_AB16, weights=counts, minlength=n * n).astype(
+        np.int64).reshape(n, n)
 
 
-def mean_chroma(lab8):
-    ab = lab8[..., 1:].astype(np.float32) - 128.0
-    return float(np.sqrt((ab ** 2).sum(-1)).mean())
+def mean_chroma(lab8, counts=None):
+    """Mean of sqrt(a^2 + b^2) over the pixels."""
+    counts = ab_counts(lab8) if counts is None else counts
+    return float(counts @ _CHROMA_OF_AB16 / max(counts.sum(), 1))
 
 
 def encode_lab8(lab8):
     """lab8 -> PNG bytes whose channels 0, 1, 2 are L, a, b (as tf.io.decode_png reads them)."""
     # OpenCV writes its arrays as BGR, so hand it the channels reversed.
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(lab8[..., ::-1]), PNG_PARAMS)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(lab8, cv2.COLOR_RGB2BGR), PNG_PARAMS)
     if not ok:
         raise ImageError("PNG encoding failed")
     return buf.tobytes()
@@ -77,12 +94,13 @@ def decode_lab8(png):
 
 
 def source_rgb(source, stored_size):
-    """(float RGB, label): synthetic scenes carry their own class."""
+    """(RGB, label): uint8 or uint16 for photos as decoded, float for synthetic scenes,
+    which carry their own class."""
     if source.seed is not None:
         from scenes import render_scene
         return render_scene(source.seed, source.index, stored_size)
-    rgb, _ = load_image(source.path)
-    return rgb, source.label
+    pixels, _ = load_pixels(source.path)
+    return pixels, source.label
 
 
 def encode_source(source, stored_size=256, min_side=64, min_chroma=3.0):
@@ -95,14 +113,21 @@ def encode_source(source, stored_size=256, min_side=64, min_chroma=3.0):
         h, w = rgb.shape[:2]
         if min(h, w) < min_side:
             raise ImageError(f"too small: {w}x{h} (short side under {min_side} px)")
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        # 8-bit photos are resized as bytes and converted by table lookup (the
+        # fast path); 16-bit photos and rendered scenes go through float.
+        small = resize_short_side_and_center_crop(rgb, stored_size)
+        # Resizing treats the channels alike, so a gray photo is still gray here,
+        # where the check reads 3x fewer pixels.
+        if np.array_equal(small[..., 0], small[..., 1]) and np.array_equal(small[..., 1],
+                                                                          small[..., 2]):
             raise ImageError("grayscale image (no colour to learn from)")
-        lab8 = rgb_to_lab8(resize_short_side_and_center_crop(rgb, stored_size))
-        chroma = mean_chroma(lab8)
+        lab8 = rgb8_to_lab8(small) if small.dtype == np.uint8 else rgb_to_lab8(to_float(small))
+        counts = ab_counts(lab8)
+        chroma = mean_chroma(lab8, counts)
         if chroma < min_chroma:
             raise ImageError(f"near-gray: mean chroma {chroma:.2f} < {min_chroma:g}")
         return Encoded(source.relpath, label, png=encode_lab8(lab8),
-                       size=lab8.shape[:2], ab_hist=ab_histogram(lab8))
+                       size=lab8.shape[:2], ab_hist=ab_histogram(lab8, counts))
     except ImageError as e:
         return Encoded(source.relpath, source.label, reason=str(e))
     except (cv2.error, ValueError, MemoryError) as e:

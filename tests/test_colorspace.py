@@ -61,3 +61,15 @@ def test_compose_rgb_upsamples_ab_to_l():
     np.testing.assert_allclose(out, rgb, atol=1e-3)
     half = colorspace.compose_rgb(lab[..., :1] / 100, colorspace.ab_to_model(lab[::2, ::2, 1:]))
     assert half.shape == (64, 48, 3)
+
+
+def test_rgb8_table_equals_the_formulas_for_every_colour():
+    # The builder's lookup table must be exactly the float conversion: check all
+    # 2^24 colours, one red value at a time.
+    gb = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1)
+    for r in range(256):
+        rgb8 = np.concatenate([np.full((256, 256, 1), r), gb], -1).astype(np.uint8)
+        table = colorspace.rgb8_to_lab8(rgb8, use_table=True)
+        formulas = colorspace.rgb8_to_lab8(rgb8, use_table=False)
+        assert np.array_equal(table, formulas), f"red={r}"
+    assert np.array_equal(formulas, colorspace.rgb_to_lab8(rgb8 / np.float32(255.0)))

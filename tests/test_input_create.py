@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, colourful_image, write_photos
 
 import colorspace
+import example_codec
 import image_io
 import input_create
 from example_codec import decode_lab8
@@ -239,3 +240,20 @@ def test_killed_build_leaves_no_incomplete_shard_and_rerun_completes(tmp_path):
 def test_rerun_of_a_finished_build_says_so(tmp_path, scenes_dataset):
     result = run_cli("--synthetic", "96", "--out", scenes_dataset)
     assert result.returncode == 0 and "already complete" in result.stdout
+
+
+def test_ab_histogram_and_chroma_match_direct_formulas():
+    rng = np.random.default_rng(3)
+    lab8 = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    ab = lab8[..., 1:].reshape(-1, 2).astype(np.float64) - 128.0
+    # Direct: the nearest centre of the grid -130, -120, ..., 130, per axis.
+    idx = np.clip(np.rint((ab + 130.0) / 10.0), 0, 26).astype(int)
+    direct = np.zeros((27, 27), int)
+    np.add.at(direct, (idx[:, 0], idx[:, 1]), 1)
+    assert np.array_equal(example_codec.ab_histogram(lab8), direct)
+    assert example_codec.mean_chroma(lab8) == pytest.approx(np.hypot(ab[:, 0], ab[:, 1]).mean())
+    # A hand case: one pixel a = b = 0 (bin 13, 13) and one a = 30, b = 40 (chroma 50).
+    two = np.array([[[50, 128, 128], [50, 158, 168]]], np.uint8)
+    hist = example_codec.ab_histogram(two)
+    assert hist[13, 13] == 1 and hist[16, 17] == 1 and hist.sum() == 2
+    assert example_codec.mean_chroma(two) == pytest.approx(25.0)

@@ -48,13 +48,45 @@ def rgb_to_lab(rgb):
 
 def lab_to_rgb(lab):
     """float Lab -> float RGB in [0, 1]; out-of-gamut colours are clipped."""
-    lab = np.asarray(lab, np.float32)
+    linear = np.clip(_lab_to_linear(np.asarray(lab, np.float32)), 0.0, 1.0)
+    rgb = np.where(linear > 0.0031308, 1.055 * linear ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+def _lab_to_linear(lab):
+    """float Lab -> linear RGB, not clipped (out of [0, 1] means out of gamut)."""
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
     xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116.0 * f - 16.0) / _KAPPA)
-    linear = np.clip(xyz @ _XYZN_TO_RGB, 0.0, 1.0)
-    rgb = np.where(linear > 0.0031308, 1.055 * linear ** (1.0 / 2.4) - 0.055, 12.92 * linear)
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    return xyz @ _XYZN_TO_RGB
+
+
+def fit_chroma_to_gamut(lab, steps=10, tolerance=1e-4):
+    """Lab whose out-of-gamut colours have their chroma reduced until they fit.
+
+    Clipping RGB would change a predicted colour's lightness (and hue); scaling
+    a and b down at fixed L keeps the photo's own L, which is what a colorization
+    must return. Gray (a = b = 0) is always in gamut, so a bisection on the scale
+    in [0, 1] finds the largest that fits, to 2^-steps.
+    """
+    lab = np.array(lab, np.float32)
+    def fits(x):
+        linear = _lab_to_linear(x)
+        return np.all((linear >= -tolerance) & (linear <= 1.0 + tolerance), -1)
+    bad = ~fits(lab)
+    if not bad.any():
+        return lab
+    sub = lab[bad]
+    lo, hi = np.zeros(len(sub), np.float32), np.ones(len(sub), np.float32)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        trial = sub.copy()
+        trial[:, 1:] *= mid[:, None]
+        ok = fits(trial)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    sub[:, 1:] *= lo[:, None]
+    lab[bad] = sub
+    return lab
 
 
 def lab_to_lab8(lab):
@@ -164,4 +196,4 @@ def compose_rgb(l01, ab01):
     ab01 = np.asarray(ab01, np.float32)
     if ab01.shape[:2] != l01.shape:
         ab01 = cv2.resize(ab01, (l01.shape[1], l01.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return lab_to_rgb(join_lab(l01[..., None] * 100.0, model_to_ab(ab01)))
+    return lab_to_rgb(fit_chroma_to_gamut(join_lab(l01[..., None] * 100.0, model_to_ab(ab01))))

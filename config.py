@@ -45,7 +45,8 @@ class TrainConfig:
 @dataclass
 class InferenceConfig:
     max_side: int = 512  # the network sees the long side capped to this (0: full size)
-    max_pixels: int = 250_000_000  # refuse larger images (decompression bombs)
+    # Refuse larger images (decompression bombs); 20000 x 20000 still passes.
+    max_pixels: int = 500_000_000
 
 
 @dataclass

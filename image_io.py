@@ -50,6 +50,43 @@ def _check_complete(data):
         raise ImageError("truncated JPEG (no end-of-image marker)")
 
 
+def header_dimensions(data):
+    """(width, height) read from a PNG, JPEG or BMP header without decoding, else None.
+
+    Lets a decompression bomb be refused before its pixels are allocated.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"BM" and len(data) >= 26:
+        return (abs(int.from_bytes(data[18:22], "little", signed=True)),
+                abs(int.from_bytes(data[22:26], "little", signed=True)))
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+            # SOF0..SOF15 carry the size, except DHT (C4), JPG (C8) and DAC (CC).
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return (int.from_bytes(data[i + 7:i + 9], "big"),
+                        int.from_bytes(data[i + 5:i + 7], "big"))
+            i += 2 + length
+    return None
+
+
+def check_pixel_limit(data, max_pixels):
+    """ImageError if the header says the image has more than max_pixels pixels."""
+    size = header_dimensions(data) if max_pixels else None
+    if size and size[0] * size[1] > max_pixels:
+        raise ImageError(f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels is over the "
+                         f"limit of {max_pixels:,} (--max-pixels; a guard against "
+                         "decompression bombs)")
+
+
 def to_float(image):
     """uint8, uint16 or float pixels -> float32 in [0, 1]."""
     if image.dtype == np.uint8:

@@ -150,7 +150,8 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     policy, why = choose_precision(cfg.train.precision)
     cfg.train.precision = policy
     write_json_atomic(os.path.join(run_dir, "config.json"),
-                      {**to_dict(cfg), "data": {**to_dict(cfg)["data"], "path": data_dir}})
+                      {**to_dict(cfg), "data": {**to_dict(cfg)["data"], "path": data_dir},
+                       "class_names": summary.get("class_names") or []})
     keras.utils.set_random_seed(cfg.train.seed)
     build_model.set_precision(policy)
     strategy, how = choose_strategy(logical_devices)
@@ -277,6 +278,7 @@ def resolve_config(args):
         with open(saved, encoding="utf-8") as f:
             d = json.load(f)
         d["data"].pop("path", None)
+        d.pop("class_names", None)  # read from the dataset, kept for model_transform.py
         cfg = from_dict(d)  # a resumed run keeps its own settings; --epochs may extend it
         if args.epochs:
             cfg.train.epochs = args.epochs

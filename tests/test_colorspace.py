@@ -73,3 +73,22 @@ def test_rgb8_table_equals_the_formulas_for_every_colour():
         formulas = colorspace.rgb8_to_lab8(rgb8, use_table=False)
         assert np.array_equal(table, formulas), f"red={r}"
     assert np.array_equal(formulas, colorspace.rgb_to_lab8(rgb8 / np.float32(255.0)))
+
+
+def test_fit_chroma_to_gamut_keeps_lightness_and_hue():
+    rng = np.random.default_rng(4)
+    lab = np.stack([rng.uniform(5, 95, 2000), rng.uniform(-120, 120, 2000),
+                    rng.uniform(-120, 120, 2000)], -1).astype(np.float32)
+    fitted = colorspace.fit_chroma_to_gamut(lab)
+    np.testing.assert_array_equal(fitted[:, 0], lab[:, 0])  # L untouched
+    # Hue kept: ab only scaled down, by a factor in [0, 1].
+    scale = np.hypot(*fitted[:, 1:].T) / np.hypot(*lab[:, 1:].T)
+    assert scale.min() >= 0 and scale.max() <= 1 + 1e-6
+    np.testing.assert_allclose(fitted[:, 1:], lab[:, 1:] * scale[:, None], atol=1e-3)
+    # The result is (nearly) in gamut, so converting back gives the same L.
+    back = colorspace.rgb_to_lab(colorspace.lab_to_rgb(fitted))
+    assert np.abs(back[:, 0] - lab[:, 0]).max() < 0.1
+    assert (scale < 0.99).mean() > 0.3  # the test does exercise out-of-gamut colours
+    # In-gamut colours are returned unchanged.
+    inside = colorspace.rgb_to_lab(in_gamut_rgb(rng, 500)).reshape(-1, 3)
+    np.testing.assert_allclose(colorspace.fit_chroma_to_gamut(inside), inside, atol=1e-5)

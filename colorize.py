@@ -1,0 +1,147 @@
+"""Colorizing one image of any size with a trained model: the library under
+model_transform.py (and evaluate.py).
+
+The network sees L with its long side capped at `max_side` (chroma is
+low-frequency), the global path sees it at 224x224, and the predicted ab, at
+half the network's resolution, is upsampled to the full resolution and joined
+with the image's own full-resolution L. The full-resolution work is done in
+strips of rows, so a 12-megapixel photo needs little more memory than the
+network's input.
+"""
+
+import json
+import os
+
+import cv2
+import numpy as np
+
+from colorspace import fit_chroma_to_gamut, lab_to_rgb, model_to_ab, rgb_to_lab
+from image_io import to_float
+
+STRIP_ROWS = 256
+
+
+class ModelError(Exception):
+    """The model file cannot be used; str(error) is the one-line reason."""
+
+
+def load_model(path):
+    """A trained .keras model (safe mode), or ModelError with the reason."""
+    import keras
+
+    import model_layers  # noqa: F401  (registers the custom layers)
+
+    if not os.path.isfile(path):
+        raise ModelError("model file not found" if not os.path.exists(path)
+                         else "model path is not a file")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 (Keras raises many types for a bad file)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"not a loadable Keras model ({first[:160]})") from None
+    if not isinstance(model.output, dict) or "ab" not in model.output:
+        raise ModelError("not a colorization model (no 'ab' output)")
+    return model
+
+
+def class_names_for(model_path, num_classes):
+    """Scene names saved by model_train.py beside the model, else 'class k'."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+    names = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f).get("class_names") or []
+    if len(names) != num_classes:
+        names = [f"class {k}" for k in range(num_classes)]
+    return names
+
+
+def network_size(h, w, max_side):
+    """(h, w) the network sees: the long side capped at max_side (0: no cap)."""
+    if max_side and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        return max(1, round(h * s)), max(1, round(w * s))
+    return h, w
+
+
+def lightness(pixels):
+    """RGB (H, W, 3) as decoded (uint8, uint16 or float) -> L / 100 (H, W), in strips."""
+    out = np.empty(pixels.shape[:2], np.float32)
+    for top in range(0, pixels.shape[0], STRIP_ROWS):
+        out[top:top + STRIP_ROWS] = rgb_to_lab(to_float(pixels[top:top + STRIP_ROWS]))[..., 0]
+    return out / 100.0
+
+
+def network_input(pixels, max_side):
+    """RGB as decoded -> the (h, w, 1) L/100 array the network sees.
+
+    Shrinking the 8-bit RGB before the colour conversion keeps a 12-MP photo's
+    cost and memory at those of the network's input.
+    """
+    h, w = network_size(*pixels.shape[:2], max_side)
+    if (h, w) != pixels.shape[:2]:
+        pixels = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)
+    return lightness(pixels)[..., None]
+
+
+class Colorizer:
+    """A trained model rewired for any size; `predict` runs a batch of same-size inputs."""
+
+    def __init__(self, model, with_reference=False):
+        from build_model import any_size_model
+
+        self.global_size = int(model.input_shape[1] or 224)
+        self.net = any_size_model(model, self.global_size, with_global_input=with_reference)
+        self.with_reference = with_reference
+        self.num_classes = int(model.output["scene"].shape[-1]) if "scene" in model.output else 0
+
+    def predict(self, gray_batch, reference=None):
+        """(n, h, w, 1) L/100 -> (ab01 (n, h/2, w/2, 2), class probabilities or None)."""
+        from keras import ops
+
+        x = np.asarray(gray_batch, np.float32)
+        if self.with_reference:
+            ref = np.repeat(np.asarray(reference, np.float32)[None], len(x), 0)
+            out = self.net({"gray": x, "global_gray": ref}, training=False)
+        else:
+            out = self.net(x, training=False)
+        ab = ops.convert_to_numpy(out["ab"]).astype(np.float32)
+        probs = ops.convert_to_numpy(out["scene"]) if "scene" in out else None
+        return ab, probs
+
+
+def upsample_rows(ab_wide, top, rows, full_h):
+    """Rows [top, top+rows) of ab_wide (h, W, 2) bilinearly resized to height full_h.
+
+    Separable half-pixel-centre bilinear, the same mapping as cv2.resize's
+    INTER_LINEAR, evaluated only for the rows of one strip.
+    """
+    h = ab_wide.shape[0]
+    y = (np.arange(top, top + rows, dtype=np.float32) + 0.5) * (h / full_h) - 0.5
+    y = np.clip(y, 0, h - 1)
+    y0 = np.floor(y).astype(np.int64)
+    y1 = np.minimum(y0 + 1, h - 1)
+    t = (y - y0)[:, None, None]
+    return ab_wide[y0] * (1 - t) + ab_wide[y1] * t
+
+
+def colorize_pixels(pixels, ab01, out_dtype=np.uint8):
+    """The photo's own full-resolution L + low-resolution ab01 (h, w, 2) -> RGB (H, W, 3).
+
+    The ab map is resized to the full width once (small: h rows), then each strip
+    of rows is interpolated vertically, joined with the strip's L and converted,
+    so the float temporaries stay the size of one strip.
+    """
+    full_h, full_w = pixels.shape[:2]
+    ab_wide = cv2.resize(np.asarray(ab01, np.float32), (full_w, ab01.shape[0]),
+                         interpolation=cv2.INTER_LINEAR)
+    scale = 65535.0 if out_dtype == np.uint16 else 255.0
+    out = np.empty((full_h, full_w, 3), out_dtype)
+    for top in range(0, full_h, STRIP_ROWS):
+        rows = min(STRIP_ROWS, full_h - top)
+        ab = model_to_ab(upsample_rows(ab_wide, top, rows, full_h))
+        lab = rgb_to_lab(to_float(pixels[top:top + rows]))
+        lab[..., 1:] = ab
+        rgb = lab_to_rgb(fit_chroma_to_gamut(lab))  # keeps the strip's own L
+        out[top:top + rows] = np.rint(rgb * scale).astype(out_dtype)
+    return out

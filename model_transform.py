@@ -1,0 +1,310 @@
+"""Colorizes photos of any size with a trained model, one file or thousands.
+
+    python model_transform.py photo.jpg                      # -> photo_color.jpg
+    python model_transform.py old_photos/ --recursive --out colorized/
+    python model_transform.py street.jpg --reference sunset.jpg --compare --top-k 3
+
+The output has the input's size, its own full-resolution L channel and its alpha;
+the network sees the image with its long side capped at --max-side (chroma is
+low-frequency, so this costs little quality and bounds time and memory).
+Colour inputs are converted to gray first, so colour photos can be recolorized.
+
+Exit status: 0 all done, 1 some input failed (each named on stderr with its
+reason; the others are still done), 2 usage error.
+"""
+
+import argparse
+import glob
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from atomic_io import write_bytes_atomic
+from config import InferenceConfig
+from image_io import ImageError, check_pixel_limit, decode_pixels, is_image_name, read_bytes
+
+OUTPUT_SUFFIX = "_color"
+MAIN_JOB = ("python input_create.py --synthetic 3000 --out data/scenes --val-fraction 0.05 && "
+            "python model_train.py --preset demo --data data/scenes --run-dir runs/demo")
+# Images held at once while waiting for same-size partners (a batch).
+BATCH_SIZE = 8
+BATCH_PIXELS = 16_000_000
+
+
+class UsageError(Exception):
+    pass
+
+
+def default_model():
+    """The newest runs/*/model.keras, or UsageError saying how to train one."""
+    found = sorted(glob.glob(os.path.join("runs", "*", "model.keras")), key=os.path.getmtime)
+    if not found:
+        raise UsageError("no trained model found (runs/*/model.keras); pass --model PATH or "
+                         f"train the demo model first:\n  {MAIN_JOB}")
+    return found[-1]
+
+
+def collect_inputs(paths, recursive):
+    """[(path, relative name for --out DIR)], and [(path, reason)] for missing ones."""
+    items, failed = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            pattern = os.path.join(path, "**", "*") if recursive else os.path.join(path, "*")
+            for f in sorted(glob.glob(pattern, recursive=recursive)):
+                stem = os.path.splitext(os.path.basename(f))[0]
+                if os.path.isfile(f) and is_image_name(f) and not stem.endswith(OUTPUT_SUFFIX):
+                    items.append((f, os.path.relpath(f, path)))
+        elif os.path.exists(path):
+            items.append((path, os.path.basename(path)))
+        else:
+            failed.append((path, "file not found"))
+    return items, failed
+
+
+def output_path(path, rel, out, single):
+    """Where the colorized `path` goes: beside it, under --out DIR, or --out FILE."""
+    stem, ext = os.path.splitext(rel)
+    if out is None:
+        stem, ext = os.path.splitext(path)
+        return stem + OUTPUT_SUFFIX + ext
+    if single and is_image_name(out) and not os.path.isdir(out):
+        return out
+    return os.path.join(out, stem + OUTPUT_SUFFIX + ext)
+
+
+def encode_output(path, rgb, alpha):
+    """Encoded bytes of the RGB (+ alpha) result in the format of `path`'s extension."""
+    import cv2
+
+    ext = os.path.splitext(path)[1].lower()
+    if rgb.dtype == np.uint16 and ext not in (".png", ".tif", ".tiff"):
+        rgb = (rgb // 257).astype(np.uint8)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if alpha is not None and ext in (".png", ".tif", ".tiff", ".webp"):
+        if alpha.dtype != bgr.dtype:
+            alpha = (alpha // 257).astype(np.uint8) if alpha.dtype == np.uint16 else (
+                alpha.astype(np.uint16) * 257)
+        bgr = np.dstack([bgr, alpha])
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, bgr, params)
+    if not ok:
+        raise ImageError(f"cannot encode the result as {ext}")
+    return buf.tobytes()
+
+
+def write_compare(path, pixels, result, was_colour):
+    """A side-by-side figure: input (gray), colorized, and the original if it had colour."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from colorize import lightness
+
+    def shrink(img, side=768):
+        s = side / max(img.shape[:2])
+        if s >= 1:
+            return img
+        return cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                          interpolation=cv2.INTER_AREA)
+
+    def as8(img):
+        return (img // 257).astype(np.uint8) if img.dtype == np.uint16 else img
+
+    panels = [("input (gray)", shrink(lightness(pixels)), "gray"),
+              ("colorized", shrink(as8(result)), None)]
+    if was_colour:
+        panels.append(("original colour", shrink(as8(pixels)), None))
+    h, w = panels[0][1].shape[:2]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4 * h / w + 0.5))
+    for ax, (title, img, cmap) in zip(axes, panels):
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1 if cmap else None)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class Job:
+    def __init__(self, path, dest, pixels, alpha, net_input):
+        self.path, self.dest, self.pixels, self.alpha = path, dest, pixels, alpha
+        self.net_input = net_input
+
+
+def load_job(path, dest, args):
+    from colorize import network_input
+
+    data = read_bytes(path)
+    check_pixel_limit(data, args.max_pixels)
+    pixels, alpha = decode_pixels(data, keep_alpha=True)
+    h, w = pixels.shape[:2]
+    if args.max_pixels and h * w > args.max_pixels:
+        raise ImageError(f"{w}x{h} = {h * w:,} pixels is over the limit of "
+                         f"{args.max_pixels:,} (--max-pixels)")
+    if min(h, w) < 8:
+        raise ImageError(f"too small to colorize: {w}x{h} (needs at least 8 px a side)")
+    return Job(path, dest, pixels, alpha, network_input(pixels, args.max_side))
+
+
+def finish_job(job, ab, probs, args, names):
+    from colorize import colorize_pixels
+
+    result = colorize_pixels(job.pixels, ab, job.pixels.dtype if job.pixels.dtype == np.uint16
+                             else np.uint8)
+    data = encode_output(job.dest, result, job.alpha)
+    os.makedirs(os.path.dirname(os.path.abspath(job.dest)), exist_ok=True)
+    write_bytes_atomic(job.dest, data)
+    if args.compare:
+        was_colour = not (np.array_equal(job.pixels[..., 0], job.pixels[..., 1])
+                          and np.array_equal(job.pixels[..., 1], job.pixels[..., 2]))
+        write_compare(os.path.splitext(job.dest)[0] + "_compare.png", job.pixels, result,
+                      was_colour)
+    if args.top_k and probs is not None:
+        top = np.argsort(probs)[::-1][:args.top_k]
+        labels = ", ".join(f"{names[k]} {probs[k]:.0%}" for k in top)
+        from tqdm import tqdm
+
+        tqdm.write(f"{job.path}: {labels}")
+
+
+def run(args):
+    """Colorizes every input; returns the exit status."""
+    from colorize import Colorizer, ModelError, class_names_for, load_model, network_input
+
+    items, failed = collect_inputs(args.inputs, args.recursive)
+    if not items and not failed:
+        raise UsageError("no images found in " + ", ".join(args.inputs) +
+                         ("" if args.recursive else " (use --recursive for sub-folders)"))
+    single = len(items) == 1 and len(args.inputs) == 1 and not os.path.isdir(args.inputs[0])
+    if args.out and not single and is_image_name(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} looks like a file, but there are several inputs; "
+                         "give a folder")
+    model_path = args.model or default_model()
+    try:
+        model = load_model(model_path)
+        reference = None
+        if args.reference:
+            ref_pixels, _ = decode_pixels(read_bytes(args.reference))
+            reference = network_input(ref_pixels, args.max_side)
+        colorizer = Colorizer(model, with_reference=reference is not None)
+    except ModelError as e:
+        print(f"model_transform.py: {model_path}: {e}", file=sys.stderr)
+        return 1
+    except ImageError as e:
+        print(f"model_transform.py: {args.reference}: {e} (the --reference image)",
+              file=sys.stderr)
+        return 1
+    names = class_names_for(model_path, colorizer.num_classes)
+
+    todo, skipped = [], 0
+    for path, rel in items:
+        dest = output_path(path, rel, args.out, single)
+        if os.path.abspath(dest) == os.path.abspath(path):
+            failed.append((path, "the output would overwrite the input"))
+        elif os.path.exists(dest) and not args.overwrite:
+            skipped += 1
+        else:
+            todo.append((path, dest))
+    for path, reason in failed:
+        print(f"model_transform.py: {path}: {reason}", file=sys.stderr)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="img", disable=len(todo) < 2, file=sys.stderr)
+    done, pending = 0, []
+
+    def flush():
+        nonlocal done
+        if not pending:
+            return
+        batch = np.stack([j.net_input for j in pending])
+        try:
+            ab, probs = colorizer.predict(batch, reference)
+        except Exception as e:  # noqa: BLE001 (e.g. out of memory at --max-side 0)
+            for j in pending:
+                fail(j.path, f"model failed: {str(e).splitlines()[0][:160]}")
+            pending.clear()
+            return
+        for k, job in enumerate(pending):
+            try:
+                finish_job(job, ab[k], None if probs is None else probs[k], args, names)
+                done += 1
+            except (ImageError, OSError) as e:
+                fail(job.path, str(e))
+            bar.update(1)
+        pending.clear()
+
+    def fail(path, reason):
+        failed.append((path, reason))
+        bar.write(f"model_transform.py: {path}: {reason}", file=sys.stderr)
+
+    for path, dest in todo:
+        try:
+            job = load_job(path, dest, args)
+        except ImageError as e:
+            fail(path, str(e))
+            bar.update(1)
+            continue
+        if pending and (pending[0].net_input.shape != job.net_input.shape
+                        or len(pending) >= BATCH_SIZE
+                        or sum(j.pixels.shape[0] * j.pixels.shape[1] for j in pending)
+                        > BATCH_PIXELS):
+            flush()
+        pending.append(job)
+    flush()
+    bar.close()
+    where = f" into {args.out}" if args.out else ""
+    print(f"colorized {done} image(s){where}; {len(failed)} failed"
+          + (f"; {skipped} skipped (output exists, use --overwrite)" if skipped else ""),
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def parse_args(argv):
+    defaults = InferenceConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("inputs", nargs="+", metavar="IMG|DIR", help="images and folders")
+    p.add_argument("--model", help="trained .keras model (default: newest runs/*/model.keras)")
+    p.add_argument("--out", help="output folder (mirrors the input tree), or a file name for "
+                                 "a single input (default: NAME_color.EXT beside each input)")
+    p.add_argument("--max-side", type=int, default=defaults.max_side,
+                   help="cap of the long side the network sees (default %(default)s; 0 = full "
+                        "resolution)")
+    p.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
+                   help="refuse images with more pixels (default %(default)s; 0 = no limit)")
+    p.add_argument("--reference", metavar="REF_IMG",
+                   help="take the global features (time of day, season) from this image")
+    p.add_argument("--compare", action="store_true",
+                   help="also write NAME_color_compare.png: input, result and original")
+    p.add_argument("--top-k", type=int, default=0, metavar="N",
+                   help="print the N most likely scene classes of each image")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    args = p.parse_args(argv)
+    if args.max_side < 0 or args.max_pixels < 0 or args.top_k < 0:
+        p.error("--max-side, --max-pixels and --top-k must be >= 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as e:
+        print(f"model_transform.py: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("model_transform.py: interrupted; finished outputs are complete, the rest were "
+              "not written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""model_transform.py: any size, alpha, L preserved, reference, batch mode, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import matplotlib.cbook
+import numpy as np
+import pytest
+from conftest import ROOT, colourful_image
+
+import colorize
+import colorspace
+
+PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A demo-width model whose output layer is scaled up, so that its untrained
+    colours are far from gray and depend visibly on the global features."""
+    import build_model
+    from config import get_config
+
+    cfg = get_config("demo")
+    build_model.set_precision("float32")
+    model = build_model.build_model(cfg)
+    rng = np.random.default_rng(0)
+    fusion = model.get_layer("fusion")
+    fusion.set_weights([w * 8.0 for w in fusion.get_weights()])
+    out = model.get_layer("ab")
+    kernel, bias = out.get_weights()
+    out.set_weights([kernel * 30.0, rng.normal(0, 0.5, bias.shape).astype(bias.dtype)])
+    folder = tmp_path_factory.mktemp("run")
+    path = str(folder / "model.keras")
+    model.save(path)
+    with open(folder / "config.json", "w", encoding="utf-8") as f:
+        json.dump({"class_names": ["countryside_day", "countryside_sunset", "coast_day",
+                                   "coast_sunset"]}, f)
+    return path
+
+
+def transform(*args, cwd=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "model_transform.py"), *args],
+                          check=False, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def errors(proc):
+    """stderr lines from model_transform.py itself (not TensorFlow's log)."""
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith("model_transform.py:")]
+
+
+def lab_l(bgr):
+    return colorspace.rgb_to_lab(bgr[..., ::-1].astype(np.float32) / 255.0)[..., 0]
+
+
+def test_real_photo_keeps_size_and_lightness(tmp_path, model_path):
+    photo = str(tmp_path / "hopper.jpg")
+    with open(PHOTO, "rb") as src, open(photo, "wb") as dst:
+        dst.write(src.read())
+    out = str(tmp_path / "hopper_color.png")
+    proc = transform(photo, "--model", model_path, "--max-side", "256", "--top-k", "2",
+                     "--compare", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    top = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "hopper.jpg: " in ln]
+    assert len(top) == 1 and top[0].count("%") == 2 and ("coast" in top[0] or "country" in top[0])
+    a, b = cv2.imread(photo), cv2.imread(out)
+    assert a.shape == b.shape
+    # The result is in colour, not gray...
+    assert np.abs(b.astype(int) - b.mean(-1, keepdims=True)).mean() > 3
+    # ...and has the input's L, up to the 8-bit rounding of the output.
+    dl = np.abs(lab_l(a) - lab_l(b))
+    assert dl.max() < 1.0, dl.max()
+    assert (tmp_path / "hopper_color_compare.png").exists()
+
+
+def test_odd_sizes_alpha_and_sixteen_bit_are_preserved(tmp_path, model_path):
+    rng = np.random.default_rng(2)
+    odd = colourful_image(rng, 37, 1001)
+    cv2.imwrite(str(tmp_path / "odd.png"), odd)
+    rgba = np.dstack([colourful_image(rng, 90, 130), rng.integers(0, 256, (90, 130), np.uint8)])
+    cv2.imwrite(str(tmp_path / "a.png"), rgba)
+    deep = (colourful_image(rng, 64, 80).astype(np.uint16) * 257 + 100).clip(0, 65535)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep.astype(np.uint16))
+    proc = transform(str(tmp_path), "--model", model_path, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    odd_out = cv2.imread(str(tmp_path / "out" / "odd_color.png"))
+    assert odd_out.shape == odd.shape and np.abs(lab_l(odd_out) - lab_l(odd)).max() < 1.0
+    out = cv2.imread(str(tmp_path / "out" / "a_color.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == rgba.shape and np.array_equal(out[..., 3], rgba[..., 3])
+    deep_out = cv2.imread(str(tmp_path / "out" / "deep_color.png"), cv2.IMREAD_UNCHANGED)
+    assert deep_out.dtype == np.uint16 and deep_out.shape == deep.shape
+
+
+def test_reference_changes_the_colours(tmp_path, model_path):
+    import keras
+
+    model = colorize.load_model(model_path)
+    rng = np.random.default_rng(3)
+    image = colourful_image(rng, 120, 160)[..., ::-1]
+    gray = colorize.network_input(image, 512)[None]
+    day = colorize.network_input(np.full((50, 50, 3), 235, np.uint8), 512)
+    night = colorize.network_input(np.full((50, 50, 3), 20, np.uint8), 512)
+    plain = colorize.Colorizer(model).predict(gray)[0]
+    with_ref = colorize.Colorizer(model, with_reference=True)
+    ab_day, ab_night = with_ref.predict(gray, day)[0], with_ref.predict(gray, night)[0]
+    ab_self = with_ref.predict(gray, gray[0])[0]
+    keras.backend.clear_session()
+    # Its own image as the reference is the plain colorization; another one is not.
+    np.testing.assert_allclose(ab_self, plain, atol=1e-4)
+    assert np.abs(ab_day - ab_night).mean() * 255 > 1.0  # more than 1 ab unit on average
+
+    path = str(tmp_path / "img.png")
+    cv2.imwrite(path, image[..., ::-1])
+    cv2.imwrite(str(tmp_path / "night.png"), np.full((50, 50, 3), 20, np.uint8))
+    proc = transform(path, "--model", model_path, "--reference", str(tmp_path / "night.png"),
+                     "--out", str(tmp_path / "ref.png"))
+    proc2 = transform(path, "--model", model_path, "--out", str(tmp_path / "plain.png"))
+    assert proc.returncode == 0 and proc2.returncode == 0, proc.stderr + proc2.stderr
+    a, b = cv2.imread(str(tmp_path / "ref.png")), cv2.imread(str(tmp_path / "plain.png"))
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.5
+
+
+def test_bad_inputs_get_one_line_each_and_the_rest_is_done(tmp_path, model_path):
+    rng = np.random.default_rng(4)
+    good = tmp_path / "good.jpg"
+    cv2.imwrite(str(good), colourful_image(rng))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    data = good.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.jpg").write_text("not an image")
+    cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((300, 400, 3), np.uint8))
+    names = ["empty.jpg", "cut.jpg", "text.jpg", "dot.png", "big.png", "missing.jpg"]
+    proc = transform(str(good), *[str(tmp_path / n) for n in names], "--model", model_path,
+                     "--max-pixels", "100000")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = errors(proc)
+    for name in names:
+        hits = [ln for ln in lines if name in ln]
+        assert len(hits) == 1, (name, lines)
+        assert not (tmp_path / name.replace(".", "_color.")).exists()
+    assert "pixels is over the limit" in next(ln for ln in lines if "big.png" in ln)
+    assert "truncated" in next(ln for ln in lines if "cut.jpg" in ln)
+    assert (tmp_path / "good_color.jpg").exists()
+    assert not [f for f in os.listdir(tmp_path) if "partial" in f]
+
+
+def test_bad_model_and_no_model(tmp_path, model_path):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), colourful_image(np.random.default_rng(5)))
+    (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 definitely not a model")
+    (tmp_path / "notes.keras").write_text("hello")
+    for bad in ("junk.keras", "notes.keras"):
+        proc = transform(str(img), "--model", str(tmp_path / bad))
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert len(errors(proc)) == 1 and bad in errors(proc)[0]
+    proc = transform(str(img), cwd=str(tmp_path))  # no runs/ here
+    assert proc.returncode == 2 and "model_train.py --preset demo" in proc.stderr
+    assert not (tmp_path / "x_color.png").exists()
+
+
+def test_outputs_skip_existing_never_overwrite_inputs_and_mirror_folders(tmp_path, model_path):
+    rng = np.random.default_rng(6)
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for rel in ("a.jpg", "sub/b.jpg", "sub/c.jpg"):
+        cv2.imwrite(str(tmp_path / "in" / rel), colourful_image(rng))
+    out = tmp_path / "out"
+    proc = transform(str(tmp_path / "in"), "--recursive", "--out", str(out), "--model",
+                     model_path)
+    assert proc.returncode == 0, proc.stderr
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg"))
+    assert made == ["a_color.jpg", "sub/b_color.jpg", "sub/c_color.jpg"]
+    before = (out / "a_color.jpg").stat().st_mtime_ns
+    proc = transform(str(tmp_path / "in"), "--recursive", "--out", str(out), "--model",
+                     model_path)
+    assert proc.returncode == 0 and "3 skipped" in proc.stderr
+    assert (out / "a_color.jpg").stat().st_mtime_ns == before
+    # Results beside the inputs are not colorized again on the next run.
+    transform(str(tmp_path / "in"), "--model", model_path)
+    again = transform(str(tmp_path / "in"), "--model", model_path)
+    assert "colorized 0" in again.stderr and "1 skipped" in again.stderr
+    # --out naming the input itself is refused, and the input is untouched.
+    original = (tmp_path / "in" / "a.jpg").read_bytes()
+    proc = transform(str(tmp_path / "in" / "a.jpg"), "--out", str(tmp_path / "in" / "a.jpg"),
+                     "--model", model_path, "--overwrite")
+    assert proc.returncode == 1 and "overwrite the input" in proc.stderr
+    assert (tmp_path / "in" / "a.jpg").read_bytes() == original
+
+
+def test_strip_upsampling_equals_whole_image_resize():
+    rng = np.random.default_rng(7)
+    ab = rng.uniform(0, 1, (13, 17, 2)).astype(np.float32)
+    whole = cv2.resize(ab, (71, 601), interpolation=cv2.INTER_LINEAR)
+    wide = cv2.resize(ab, (71, 13), interpolation=cv2.INTER_LINEAR)
+    strips = np.concatenate([colorize.upsample_rows(wide, top, min(256, 601 - top), 601)
+                             for top in range(0, 601, 256)])
+    np.testing.assert_allclose(strips, whole, atol=1e-5)
+    # And the strip-wise colorization equals the one-shot colour conversion.
+    pixels = colourful_image(rng, 601, 71)[..., ::-1].copy()
+    lab = colorspace.rgb_to_lab(pixels.astype(np.float32) / 255.0)
+    lab[..., 1:] = colorspace.model_to_ab(whole)
+    expected = colorspace.to_uint8(colorspace.lab_to_rgb(colorspace.fit_chroma_to_gamut(lab)))
+    got = colorize.colorize_pixels(pixels, ab)
+    assert np.abs(got.astype(int) - expected).max() <= 1

@@ -11,11 +11,19 @@ network's input.
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 
-from colorspace import fit_chroma_to_gamut, lab_to_rgb, model_to_ab, rgb_to_lab
+from colorspace import (
+    fit_chroma_to_gamut,
+    lab_to_rgb,
+    lab_to_rgb8,
+    model_to_ab,
+    rgb8_to_l,
+    rgb_to_lab,
+)
 from image_io import to_float
 
 STRIP_ROWS = 256
@@ -68,7 +76,9 @@ def lightness(pixels):
     """RGB (H, W, 3) as decoded (uint8, uint16 or float) -> L / 100 (H, W), in strips."""
     out = np.empty(pixels.shape[:2], np.float32)
     for top in range(0, pixels.shape[0], STRIP_ROWS):
-        out[top:top + STRIP_ROWS] = rgb_to_lab(to_float(pixels[top:top + STRIP_ROWS]))[..., 0]
+        strip = pixels[top:top + STRIP_ROWS]
+        out[top:top + STRIP_ROWS] = (rgb8_to_l(strip) if strip.dtype == np.uint8
+                                     else rgb_to_lab(to_float(strip))[..., 0])
     return out / 100.0
 
 
@@ -122,7 +132,9 @@ def upsample_rows(ab_wide, top, rows, full_h):
     y0 = np.floor(y).astype(np.int64)
     y1 = np.minimum(y0 + 1, h - 1)
     t = (y - y0)[:, None, None]
-    return ab_wide[y0] * (1 - t) + ab_wide[y1] * t
+    r0 = ab_wide[y0]
+    r0 += (ab_wide[y1] - r0) * t
+    return r0
 
 
 def colorize_pixels(pixels, ab01, out_dtype=np.uint8):
@@ -137,11 +149,26 @@ def colorize_pixels(pixels, ab01, out_dtype=np.uint8):
                          interpolation=cv2.INTER_LINEAR)
     scale = 65535.0 if out_dtype == np.uint16 else 255.0
     out = np.empty((full_h, full_w, 3), out_dtype)
-    for top in range(0, full_h, STRIP_ROWS):
+
+    def do_strip(top):
         rows = min(STRIP_ROWS, full_h - top)
-        ab = model_to_ab(upsample_rows(ab_wide, top, rows, full_h))
-        lab = rgb_to_lab(to_float(pixels[top:top + rows]))
-        lab[..., 1:] = ab
-        rgb = lab_to_rgb(fit_chroma_to_gamut(lab))  # keeps the strip's own L
-        out[top:top + rows] = np.rint(rgb * scale).astype(out_dtype)
+        strip = pixels[top:top + rows]
+        lab = np.empty(strip.shape, np.float32)
+        lab[..., 1:] = model_to_ab(upsample_rows(ab_wide, top, rows, full_h))
+        if out_dtype == np.uint8 and strip.dtype == np.uint8:  # the common, fast case
+            lab[..., 0] = rgb8_to_l(strip)
+            out[top:top + rows] = lab_to_rgb8(lab)  # keeps the strip's own L
+        else:
+            lab[..., 0] = rgb_to_lab(to_float(strip))[..., 0]
+            rgb = lab_to_rgb(fit_chroma_to_gamut(lab))
+            out[top:top + rows] = np.rint(rgb * scale).astype(out_dtype)
+
+    # NumPy releases the GIL in these array operations, so strips run in parallel.
+    tops = range(0, full_h, STRIP_ROWS)
+    if len(tops) > 1 and (os.cpu_count() or 1) > 1:
+        with ThreadPoolExecutor(min(os.cpu_count(), len(tops))) as pool:
+            list(pool.map(do_strip, tops))
+    else:
+        for top in tops:
+            do_strip(top)
     return out

@@ -49,16 +49,56 @@ def rgb_to_lab(rgb):
 def lab_to_rgb(lab):
     """float Lab -> float RGB in [0, 1]; out-of-gamut colours are clipped."""
     linear = np.clip(_lab_to_linear(np.asarray(lab, np.float32)), 0.0, 1.0)
-    rgb = np.where(linear > 0.0031308, 1.055 * linear ** (1.0 / 2.4) - 0.055, 12.92 * linear)
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    return np.clip(linear_to_srgb(linear), 0.0, 1.0).astype(np.float32)
+
+
+def _f_inverse(f):
+    """The inverse of the CIE companding f: t^3 above 6/29, linear below."""
+    return np.where(f > 6.0 / 29.0, f * f * f, (116.0 * f - 16.0) / _KAPPA)
+
+
+def _linear_planes(lab):
+    """float Lab (..., 3) -> linear RGB as planes (3, ...), not clipped (outside
+    [0, 1] means out of gamut).
+
+    Computed plane by plane rather than as a matrix product over interleaved
+    pixels, and kept planar for the gamut test: measured 2-3x faster on 1 MP.
+    """
+    fy = (lab[..., 0] + 16.0) / 116.0
+    xyz = (_f_inverse(fy + lab[..., 1] / 500.0), _f_inverse(fy), _f_inverse(fy - lab[..., 2] / 200.0))
+    m = _XYZN_TO_RGB  # linear = xyz @ m
+    return np.stack([xyz[0] * m[0, c] + xyz[1] * m[1, c] + xyz[2] * m[2, c] for c in range(3)])
 
 
 def _lab_to_linear(lab):
-    """float Lab -> linear RGB, not clipped (out of [0, 1] means out of gamut)."""
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], -1)
-    xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116.0 * f - 16.0) / _KAPPA)
-    return xyz @ _XYZN_TO_RGB
+    return np.moveaxis(_linear_planes(lab), 0, -1)
+
+
+def _fit_chroma(lab, steps=10, tolerance=1e-4, copy=True):
+    """(lab with out-of-gamut chroma reduced at fixed L and hue, its linear RGB planes)."""
+    lab = np.array(lab, np.float32, copy=copy)
+    planes = _linear_planes(lab)
+
+    def fits(p):
+        ok = (p[0] >= -tolerance) & (p[0] <= 1.0 + tolerance)
+        for c in (1, 2):
+            ok &= (p[c] >= -tolerance) & (p[c] <= 1.0 + tolerance)
+        return ok
+
+    bad = ~fits(planes)
+    if bad.any():
+        sub = lab[bad]
+        lo, hi = np.zeros(len(sub), np.float32), np.ones(len(sub), np.float32)
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            trial = sub.copy()
+            trial[:, 1:] *= mid[:, None]
+            ok = fits(_linear_planes(trial))
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        sub[:, 1:] *= lo[:, None]
+        lab[bad] = sub
+        planes[:, bad] = _linear_planes(sub)
+    return lab, np.clip(planes, 0.0, 1.0, out=planes)
 
 
 def fit_chroma_to_gamut(lab, steps=10, tolerance=1e-4):
@@ -69,24 +109,44 @@ def fit_chroma_to_gamut(lab, steps=10, tolerance=1e-4):
     must return. Gray (a = b = 0) is always in gamut, so a bisection on the scale
     in [0, 1] finds the largest that fits, to 2^-steps.
     """
-    lab = np.array(lab, np.float32)
-    def fits(x):
-        linear = _lab_to_linear(x)
-        return np.all((linear >= -tolerance) & (linear <= 1.0 + tolerance), -1)
-    bad = ~fits(lab)
-    if not bad.any():
-        return lab
-    sub = lab[bad]
-    lo, hi = np.zeros(len(sub), np.float32), np.ones(len(sub), np.float32)
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        trial = sub.copy()
-        trial[:, 1:] *= mid[:, None]
-        ok = fits(trial)
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    sub[:, 1:] *= lo[:, None]
-    lab[bad] = sub
-    return lab
+    return _fit_chroma(lab, steps, tolerance)[0]
+
+
+def linear_to_srgb(linear):
+    """Linear RGB in [0, 1] -> sRGB gamma-encoded float."""
+    return np.where(linear > 0.0031308, 1.055 * linear ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+
+
+# uint8 output needs the gamma curve only to 1/255: a table over 2^16 levels of
+# linear light is exact to within one rounding step and replaces a pow per value.
+_SRGB8_OF_LINEAR16 = np.clip(np.rint(linear_to_srgb(np.linspace(0.0, 1.0, 65536)) * 255.0),
+                             0, 255).astype(np.uint8)
+
+
+def lab_to_rgb8(lab):
+    """float32 Lab -> uint8 RGB with chroma fitted into the gamut at fixed L: the
+    output path of a colorization (same L as the photo, no clipping artefacts).
+    Out-of-gamut a, b of the argument are reduced in place (no copy of 12 MB/MP)."""
+    planes = _fit_chroma(lab, copy=False)[1]  # may change lab's a and b in place
+    out = np.empty(planes.shape[1:] + (3,), np.uint8)
+    for c in range(3):
+        out[..., c] = _SRGB8_OF_LINEAR16[np.rint(planes[c] * 65535.0).astype(np.int32)]
+    return out
+
+
+_LINEAR_OF_8BIT = np.where(np.arange(256) / 255.0 > 0.04045,
+                           ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4,
+                           np.arange(256) / 255.0 / 12.92).astype(np.float32)
+
+
+def rgb8_to_l(rgb8):
+    """uint8 RGB -> L in [0, 100], the lightness part of rgb_to_lab without a and b
+    (only Y is needed: three table lookups per pixel)."""
+    w = _RGB_TO_XYZN[:, 1]  # the Y row; the white's Y is 1
+    y = (_LINEAR_OF_8BIT[rgb8[..., 0]] * w[0] + _LINEAR_OF_8BIT[rgb8[..., 1]] * w[1]
+         + _LINEAR_OF_8BIT[rgb8[..., 2]] * w[2])
+    f = np.where(y > _EPSILON, np.cbrt(y), (_KAPPA * y + 16.0) / 116.0)
+    return 116.0 * f - 16.0
 
 
 def lab_to_lab8(lab):

@@ -107,7 +107,7 @@ def decode_pixels(data, keep_alpha=False):
     buf = np.frombuffer(data, np.uint8)
     alpha = None
     image = None
-    if keep_alpha:
+    if keep_alpha and data[:2] != b"\xff\xd8":  # a JPEG has no alpha: decode once
         raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
             # IMREAD_UNCHANGED skips EXIF orientation, which images with alpha

@@ -92,3 +92,17 @@ def test_fit_chroma_to_gamut_keeps_lightness_and_hue():
     # In-gamut colours are returned unchanged.
     inside = colorspace.rgb_to_lab(in_gamut_rgb(rng, 500)).reshape(-1, 3)
     np.testing.assert_allclose(colorspace.fit_chroma_to_gamut(inside), inside, atol=1e-5)
+
+
+def test_fast_output_paths_match_the_formulas():
+    rng = np.random.default_rng(5)
+    rgb8 = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    reference = colorspace.rgb_to_lab(rgb8 / np.float32(255.0))
+    np.testing.assert_allclose(colorspace.rgb8_to_l(rgb8), reference[..., 0], atol=1e-3)
+    # In-gamut colours come back as the same bytes; out-of-gamut ones as the
+    # float path with the same chroma fitting gives, within one rounding step.
+    assert np.array_equal(colorspace.lab_to_rgb8(reference.copy()), rgb8)
+    loud = reference.copy()
+    loud[..., 1:] *= 1.7
+    slow = colorspace.to_uint8(colorspace.lab_to_rgb(colorspace.fit_chroma_to_gamut(loud)))
+    assert np.abs(colorspace.lab_to_rgb8(loud.copy()).astype(int) - slow).max() <= 1

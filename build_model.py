@@ -172,6 +172,22 @@ def any_size_model(model, global_size=224, with_global_input=False):
     return keras.Model(inputs, _outputs(L, ab, fc512, num_classes), name="iizuka2016_any_size")
 
 
+def global_and_local_models(model):
+    """The trained model split at the fusion: (encoder: gray -> 256-d global
+    features, decoder: [gray, global features] -> outputs), same layers and
+    weights. evaluate.py --ablate-global feeds the decoder a fixed vector."""
+    L = _Layers(model=model)
+    size = model.input_shape[1]
+    gray = keras.Input((size, size, 1), name="gray")
+    global_features, _ = _global_features(L, _low_level(L, gray))
+    encoder = keras.Model(gray, global_features, name="global_encoder")
+    gray2 = keras.Input((size, size, 1), name="gray")
+    given = keras.Input((global_features.shape[-1],), name="global_features")
+    ab = _local_to_ab(L, _low_level(L, gray2), given)
+    decoder = keras.Model([gray2, given], {"ab": ab}, name="local_decoder")
+    return encoder, decoder
+
+
 # ---------------------------------------------------------------- size and FLOPs
 
 

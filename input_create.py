@@ -306,6 +306,8 @@ def build(out, sources, class_names, layout_kind, stored_size=256, val_fraction=
     """Writes this task's missing shards; returns dataset.json's dict when complete, else None."""
     os.makedirs(os.path.join(out, PARTS_DIR), exist_ok=True)
     layout = plan(sources, val_fraction, shards)
+    if layout_kind == "synthetic" and sources:
+        source_root = f"seed {sources[0].seed}"  # lets evaluate.py re-render sky masks
     meta = {"source": {"layout": layout_kind, "root": source_root, "sources": len(sources)},
             "stored_size": stored_size, "val_fraction": val_fraction, "min_side": min_side,
             "min_chroma": min_chroma, "shards": {k: len(v) for k, v in layout.items()}}

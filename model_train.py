@@ -184,10 +184,12 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     checkpointing = Checkpointing(run_dir, steps, every, start_step=step0, best=best)
     nan_guard = NanGuard()
     bar = ProgressBar(steps, batch, cfg.train.epochs, start_step=step0, enabled=progress)
-    callbacks = [nan_guard, checkpointing, bar,
+    # SamplePictures adds its metrics to the epoch's logs, so it runs before the loggers.
+    callbacks = [nan_guard,
+                 SamplePictures(run_dir, samples[0].numpy(), samples[1]["ab"].numpy()),
+                 checkpointing, bar,
                  keras.callbacks.CSVLogger(csv_path, append=True),
                  keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
-                 SamplePictures(run_dir, samples[0].numpy(), samples[1]["ab"].numpy()),
                  LearningCurves(csv_path, curves)]
 
     start = time.perf_counter()

@@ -164,6 +164,26 @@ def benchmark(ds, batch_size, batches=50, repeats=5):
     return float(np.median(rates)), float(min(rates)), float(max(rates))
 
 
+def eval_crops(data_dir, split, crop_size=224, batch_size=32, limit=None):
+    """Yields (lab8 centre crops (B, crop, crop, 3) uint8, labels, source names) as
+    NumPy, in the fixed order of make_dataset(training=False): for evaluation,
+    which scores full-resolution colours rather than the training targets."""
+    features = {**FEATURES, "image/source": tf.io.FixedLenFeature([], tf.string,
+                                                                    default_value="")}
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, features)
+        lab8 = center_crop(tf.io.decode_png(parsed["image/encoded"], channels=3), crop_size)
+        return lab8, tf.cast(parsed["image/class/label"], tf.int32), parsed["image/source"]
+
+    ds = tf.data.TFRecordDataset(split_files(data_dir, split))
+    if limit:
+        ds = ds.take(limit)
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(2)
+    for lab8, labels, sources in ds.as_numpy_iterator():
+        yield lab8, labels, [s.decode("utf-8") for s in sources]
+
+
 def decode_only_dataset(data_dir, split, batch_size):
     """The same shards read and PNG-decoded in parallel, nothing else: the ceiling
     the machine allows for `make_dataset`, to report beside its throughput."""

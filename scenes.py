@@ -131,8 +131,10 @@ def _coast(lab, rng, size, horizon):
         _paint(lab, crown, _foliage(rng, size), FOLIAGE)
 
 
-def render_scene(seed, index, size=256):
-    """(float32 RGB image in [0, 1] of shape (size, size, 3), class id)."""
+def render_scene(seed, index, size=256, with_sky=False):
+    """(float32 RGB image in [0, 1] of shape (size, size, 3), class id), and with
+    with_sky the boolean mask of the sky and sun: the colours only the scene's
+    class decides (evaluate.py scores them separately)."""
     rng = np.random.default_rng([seed, index])
     label = int(rng.integers(len(CLASS_NAMES)))
     coast, sunset = label >= 2, label % 2 == 1
@@ -149,4 +151,6 @@ def render_scene(seed, index, size=256):
         cx, r = rng.uniform(0.15, 0.85) * size, rng.uniform(14, 24)
         sun = (((xx - cx) ** 2 + (yy - horizon) ** 2) < r ** 2) & ~is_ground
         _paint(lab, sun, np.float32(95.0), SUN_SUNSET)
+    if with_sky:
+        return lab_to_rgb(lab), label, ~is_ground
     return lab_to_rgb(lab), label

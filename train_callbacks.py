@@ -12,8 +12,9 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+import metrics
 from atomic_io import partial_path, write_json_atomic
-from colorspace import compose_rgb, to_uint8
+from colorspace import compose_rgb, model_to_ab, to_uint8
 
 
 def save_model_atomic(model, path):
@@ -150,7 +151,9 @@ class ProgressBar(keras.callbacks.Callback):
 
 
 class SamplePictures(keras.callbacks.Callback):
-    """Every epoch, colorizes a few fixed validation images: gray | model | truth."""
+    """Every epoch, colorizes a few fixed validation images: gray | model | truth,
+    and adds their ab RMSE and AuC (metrics.py, in ab units / %) to the logs as
+    sample_ab_rmse and sample_auc."""
 
     def __init__(self, run_dir, lightness, ab_true):
         super().__init__()
@@ -161,6 +164,10 @@ class SamplePictures(keras.callbacks.Callback):
         import cv2
 
         pred = self.model.predict(self.lightness, verbose=0)["ab"]
+        if logs is not None:
+            pred_ab, true_ab = model_to_ab(pred), model_to_ab(self.ab_true)
+            logs["sample_ab_rmse"] = metrics.ab_rmse(pred_ab, true_ab)
+            logs["sample_auc"] = metrics.auc(metrics.ab_errors(pred_ab, true_ab))
         rows = []
         for k in range(len(self.lightness)):
             gray = np.repeat(self.lightness[k], 3, -1)

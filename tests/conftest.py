@@ -39,3 +39,27 @@ def scenes_dataset(tmp_path_factory):
     sources, names, kind = input_create.synthetic_sources(96, seed=0)
     input_create.build(out, sources, names, kind, val_fraction=0.2, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def short_run(scenes_dataset, tmp_path_factory):
+    """A demo model trained for 48 steps of batch 8 on scenes_dataset (float32,
+    seeded), with the untrained model of the same seed: (run dir, result,
+    untrained model path)."""
+    import keras
+
+    import build_model
+    import model_train
+    from config import get_config
+
+    cfg = get_config("demo", train={"batch_size": 8, "epochs": 4, "steps_per_epoch": 12,
+                                    "precision": "float32", "seed": 0,
+                                    "learning_rate": 5e-3})
+    run = tmp_path_factory.mktemp("short_run")
+    build_model.set_precision("float32")
+    keras.utils.set_random_seed(0)
+    untrained = build_model.build_model(get_config("demo", model={"num_classes": 4}))
+    untrained_path = str(run / "untrained.keras")
+    untrained.save(untrained_path)
+    result = model_train.train(cfg, scenes_dataset, str(run / "run"), progress=False)
+    return str(run / "run"), result, untrained_path

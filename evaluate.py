@@ -1,0 +1,294 @@
+"""Colorization quality of trained models beside the gray and mean-ab baselines.
+
+    python evaluate.py --data data/scenes --model runs/demo/model.keras --ablate-global \\
+        --out reports/demo
+
+Writes REPORT/metrics.json (means per model), REPORT/per_image.csv,
+REPORT/auc_curves.png (the cumulative ab-error curves whose mean is the AuC) and
+REPORT/grid.png (the same validation images under every model), and prints the
+table. On the embedded scenes, the sky (whose colour only the scene class
+decides) is also scored on its own: columns sky_ab_rmse and sky_auc.
+
+--ablate-global adds each model with its global features replaced by their mean
+over training images: the local-features-only ablation of the paper's claim.
+"""
+
+import argparse
+import csv
+import os
+import re
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2
+import numpy as np
+
+import metrics
+from colorspace import lab8_to_lab, lab8_to_rgb, lab_to_rgb8, model_to_ab, to_uint8
+from example_codec import AB_BIN_CENTERS
+
+COLUMNS = ("ab_rmse", "auc", "auc_rebalanced", "psnr", "ssim", "colourfulness",
+           "delta_colourfulness", "sky_ab_rmse", "sky_auc")
+GRID_IMAGES = 6
+
+
+class EvalSet:
+    """Validation centre crops in memory: lab8, labels, names, optional sky masks."""
+
+    def __init__(self, data_dir, split, crop_size, limit):
+        import read_input
+
+        self.summary = read_input.load_summary(data_dir)
+        parts = list(read_input.eval_crops(data_dir, split, crop_size, 64, limit))
+        self.lab8 = np.concatenate([p[0] for p in parts])
+        self.labels = np.concatenate([p[1] for p in parts])
+        self.sources = [s for p in parts for s in p[2]]
+        self.lab = lab8_to_lab(self.lab8)
+        self.truth_rgb8 = np.stack([to_uint8(lab8_to_rgb(x)) for x in self.lab8])
+        hist = self.summary["ab_histogram"]
+        self.prior = np.asarray(hist["counts"] if isinstance(hist, dict) else hist, np.float64)
+        self.sky = self._sky_masks(crop_size)
+
+    def _sky_masks(self, crop_size):
+        """Re-rendered sky masks when the data is the embedded scenes, else None."""
+        source = self.summary.get("source", {})
+        match = re.fullmatch(r"seed (\d+)", str(source.get("root")))
+        if source.get("layout") != "synthetic" or not match:
+            return None
+        from scenes import render_scene
+
+        size = self.summary["stored_size"]
+        top = (size - crop_size) // 2
+        masks = []
+        for name in self.sources:
+            index = int(re.search(r"(\d+)", name).group(1))
+            sky = render_scene(int(match.group(1)), index, size, with_sky=True)[2]
+            masks.append(sky[top:top + crop_size, top:top + crop_size])
+        return np.stack(masks)
+
+    def mean_ab(self):
+        """The training split's mean ab, from dataset.json's histogram."""
+        p = self.prior / self.prior.sum()
+        return np.array([(p.sum(1) * AB_BIN_CENTERS).sum(), (p.sum(0) * AB_BIN_CENTERS).sum()])
+
+
+def upsample_ab(ab01, size):
+    """Network output (n, h, w, 2) in [0, 1] -> ab units at size x size, bilinear."""
+    return np.stack([model_to_ab(cv2.resize(np.asarray(a, np.float32), (size, size),
+                                            interpolation=cv2.INTER_LINEAR)) for a in ab01])
+
+
+def model_predictors(path, data_dir, eval_set, ablate, batch=32):
+    """{name: f(lab8 batch) -> ab (n, H, W, 2)} for a model and, if asked, its ablation."""
+    from keras import ops
+
+    from build_model import global_and_local_models
+    from colorize import load_model
+
+    model = load_model(path)
+    name = "/".join(os.path.normpath(os.path.abspath(path)).split(os.sep)[-2:])
+    size = eval_set.lab8.shape[1]
+
+    def gray(lab8):
+        return (lab8[..., :1].astype(np.float32) / 255.0)
+
+    def predict(lab8):
+        out = [ops.convert_to_numpy(model(gray(lab8[i:i + batch]), training=False)["ab"])
+               for i in range(0, len(lab8), batch)]
+        return upsample_ab(np.concatenate(out), size)
+
+    predictors = {name: predict}
+    if ablate:
+        import read_input
+
+        encoder, decoder = global_and_local_models(model)
+        train = next(read_input.eval_crops(data_dir, "train", size, 512, 512))[0]
+        features = np.concatenate([ops.convert_to_numpy(encoder(gray(train[i:i + batch]),
+                                                                training=False))
+                                   for i in range(0, len(train), batch)])
+        mean_features = features.mean(0, keepdims=True).astype(np.float32)
+
+        def ablated(lab8):
+            out = []
+            for i in range(0, len(lab8), batch):
+                x = gray(lab8[i:i + batch])
+                g = np.repeat(mean_features, len(x), 0)
+                out.append(ops.convert_to_numpy(decoder([x, g], training=False)["ab"]))
+            return upsample_ab(np.concatenate(out), size)
+
+        predictors[f"{name} (global features ablated)"] = ablated
+    return predictors
+
+
+def baseline_predictors(eval_set):
+    mean = eval_set.mean_ab().astype(np.float32)
+    return {"gray (ab = 0)": lambda lab8: np.zeros(lab8.shape[:3] + (2,), np.float32),
+            "mean ab (train)": lambda lab8: np.broadcast_to(mean, lab8.shape[:3] + (2,))}
+
+
+def score(eval_set, pred_ab):
+    """Per-image metric dicts and the mean accuracy curve of one predictor."""
+    rows, curves = [], []
+    for i in range(len(eval_set.lab8)):
+        lab = eval_set.lab[i].copy()
+        lab[..., 1:] = pred_ab[i]
+        rgb8 = lab_to_rgb8(lab)
+        truth_ab = eval_set.lab[i][..., 1:]
+        m = metrics.image_metrics(rgb8, eval_set.truth_rgb8[i], pred_ab[i], truth_ab,
+                                  eval_set.prior, AB_BIN_CENTERS)
+        errors = metrics.ab_errors(pred_ab[i], truth_ab)
+        curves.append(metrics.accuracy_curve(errors))
+        if eval_set.sky is not None and eval_set.sky[i].any():
+            sky = eval_set.sky[i]
+            m["sky_ab_rmse"] = metrics.ab_rmse(pred_ab[i][sky], truth_ab[sky])
+            m["sky_auc"] = metrics.auc(errors[sky.ravel()])
+        rows.append(m)
+    return rows, np.mean(curves, 0)
+
+
+def aggregate(rows):
+    keys = [k for k in COLUMNS if any(k in r for r in rows)]
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+
+
+def table(results):
+    keys = [k for k in COLUMNS if any(k in r for r in results.values())]
+    width = max(len(n) for n in results) + 2
+    lines = ["model".ljust(width) + "".join(f"{k:>20s}" for k in keys)]
+    for name, agg in results.items():
+        lines.append(name.ljust(width) + "".join(
+            f"{agg[k]:20.3f}" if k in agg else f"{'-':>20s}" for k in keys))
+    return "\n".join(lines)
+
+
+def plot_curves(path, curves):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, curve in curves.items():
+        ax.plot(metrics.AUC_THRESHOLDS, 100 * curve,
+                label=f"{name}: AuC {100 * curve.mean():.1f}%")
+    ax.set_xlabel("ab error threshold")
+    ax.set_ylabel("pixels within the threshold (%)")
+    ax.set_xlim(0, 150)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_grid(path, eval_set, predictions):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(GRID_IMAGES, len(eval_set.lab8))
+    # Spread the shown images over the classes when there are labels.
+    order = np.argsort(eval_set.labels, kind="stable")
+    shown = order[np.linspace(0, len(order) - 1, n).astype(int)]
+    cols = ["input (L)", "ground truth", *predictions]
+    fig, axes = plt.subplots(n, len(cols), figsize=(2.1 * len(cols), 2.2 * n), squeeze=False)
+    names = eval_set.summary.get("class_names") or []
+    for r, i in enumerate(shown):
+        for c, col in enumerate(cols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if col == "input (L)":
+                ax.imshow(eval_set.lab8[i][..., 0], cmap="gray", vmin=0, vmax=255)
+                if names:
+                    ax.text(2, 12, names[eval_set.labels[i]], color="yellow", fontsize=6)
+            elif col == "ground truth":
+                ax.imshow(eval_set.truth_rgb8[i])
+            else:
+                lab = eval_set.lab[i].copy()
+                lab[..., 1:] = predictions[col][i]
+                ax.imshow(lab_to_rgb8(lab))
+            if r == 0:
+                ax.set_title(col if len(col) < 28 else col[:26] + "...", fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+
+    tmp = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
+             crop_size=224):
+    """Scores every model and baseline; writes the report files; returns the means."""
+    from atomic_io import write_json_atomic
+
+    eval_set = EvalSet(data_dir, split, crop_size, limit)
+    predictors = baseline_predictors(eval_set)
+    for path in models:
+        predictors.update(model_predictors(path, data_dir, eval_set, ablate_global))
+    os.makedirs(out, exist_ok=True)
+    results, curves, predictions, per_image = {}, {}, {}, []
+    for name, predict in predictors.items():
+        pred = predict(eval_set.lab8)
+        predictions[name] = pred
+        rows, curves[name] = score(eval_set, pred)
+        results[name] = aggregate(rows)
+        for i, r in enumerate(rows):
+            per_image.append({"model": name, "image": eval_set.sources[i],
+                              "label": int(eval_set.labels[i]), **r})
+    write_json_atomic(os.path.join(out, "metrics.json"), {
+        "data": data_dir, "split": split, "images": len(eval_set.lab8), "crop": crop_size,
+        "psnr_cap": metrics.PSNR_CAP, "sky_scored": eval_set.sky is not None,
+        "models": results})
+    tmp = os.path.join(out, ".partial-per_image.csv")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["model", "image", "label", *COLUMNS], restval="")
+        writer.writeheader()
+        writer.writerows(per_image)
+    os.replace(tmp, os.path.join(out, "per_image.csv"))
+    plot_curves(os.path.join(out, "auc_curves.png"), curves)
+    plot_grid(os.path.join(out, "grid.png"), eval_set, predictions)
+    return results, len(eval_set.lab8)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="dataset folder written by input_create.py")
+    p.add_argument("--split", default="val")
+    p.add_argument("--model", action="append", default=[], metavar="M.keras",
+                   help="a trained model (repeat for several)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--ablate-global", action="store_true",
+                   help="also score each model with its global features replaced by their "
+                        "training-set mean")
+    p.add_argument("--limit", type=int, default=500, help="at most this many images")
+    args = p.parse_args(argv)
+    from colorize import ModelError
+    from read_input import DatasetError
+
+    for path in args.model:
+        if not os.path.isfile(path):
+            print(f"evaluate.py: error: {path}: model file not found", file=sys.stderr)
+            return 2
+    try:
+        results, n = evaluate(args.data, args.model, args.out, args.split, args.ablate_global,
+                              args.limit)
+    except (DatasetError, ModelError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{n} {args.split} images of {args.data} (224x224 centre crops); AuC in %, "
+          f"ab errors in ab units, PSNR capped at {metrics.PSNR_CAP:g} dB")
+    print(table(results))
+    print(f"report: {args.out}/metrics.json, per_image.csv, auc_curves.png, grid.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

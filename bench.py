@@ -1,9 +1,14 @@
 """Speed and memory benchmarks; every figure is a median over repetitions after a
 warm-up, measured in one run, and written to a JSON file with the device it ran on.
 
+    python bench.py --train --infer --input --out bench.json
     python bench.py --transform --out bench.json   # model_transform.py per image size
 
-Each size of --transform runs in its own process, so its peak memory is its own.
+--train and --infer are also given as a fraction of the device's own dense
+matrix-multiply peak, measured in the same run in float32 and bfloat16 (model
+FLOPs utilization, MFU: model FLOPs x images/s / peak; a training step counts 3x
+the forward FLOPs). Each size of --transform runs in its own process, so its
+peak memory is its own.
 """
 
 import argparse
@@ -112,10 +117,166 @@ def bench_transform(preset, max_side, repeats, sizes=TRANSFORM_MEGAPIXELS):
     return summary
 
 
+def _median_spread(times):
+    t = np.asarray(times, np.float64)
+    return {"median_s": float(np.median(t)), "min_s": float(t.min()), "max_s": float(t.max()),
+            "repeats": len(t)}
+
+
+def bench_matmul(dtype, n=2048, repeats=7):
+    """Dense n x n matrix product: GFLOP/s (median and spread) in `dtype`."""
+    import keras
+    from keras import ops
+
+    a = keras.random.normal((n, n), dtype=dtype, seed=1)
+    b = keras.random.normal((n, n), dtype=dtype, seed=2)
+    for _ in range(3):
+        ops.convert_to_numpy(ops.matmul(a, b)[0, 0])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ops.convert_to_numpy(ops.matmul(a, b)[0, 0])
+        times.append(time.perf_counter() - start)
+    flops = 2.0 * n ** 3
+    return {"dtype": dtype, "n": n, "gflops": flops / np.median(times) / 1e9,
+            "gflops_best": flops / np.min(times) / 1e9, **_median_spread(times)}
+
+
+def forward_gflops(preset, input_size=224):
+    """Model FLOPs of one forward pass, counted from the built layers."""
+    import keras
+
+    import build_model
+    from config import get_config
+
+    build_model.set_precision("float32")
+    model = build_model.build_model(get_config(preset), input_size=input_size)
+    total = sum(r[3] for r in build_model.layer_table(model)) / 1e9
+    keras.backend.clear_session()
+    return total
+
+
+def compute_dtype(policy):
+    return "bfloat16" if policy == "mixed_bfloat16" else (
+        "float16" if policy == "mixed_float16" else "float32")
+
+
+def bench_train(preset, policies, batch_size, peaks, steps=8):
+    import model_train
+    from config import get_config
+
+    fwd = forward_gflops(preset)
+    rows = []
+    for policy in policies:
+        ips, times = model_train.benchmark_training(get_config(preset), policy, batch_size,
+                                                    steps=steps)
+        peak = peaks.get(compute_dtype(policy))
+        train_gflops = 3 * fwd * ips
+        row = {"policy": policy, "batch_size": batch_size, "images_per_s": ips,
+               **_median_spread(times), "model_gflops_per_s": train_gflops,
+               "peak_dtype": compute_dtype(policy), "mfu": train_gflops / peak if peak else None}
+        rows.append(row)
+        print(f"train {preset} {policy:15s} batch {batch_size}: {ips:.2f} images/s, "
+              f"{train_gflops:.0f} model GFLOP/s"
+              + (f" = {row['mfu']:.0%} of the {row['peak_dtype']} matmul peak" if peak else ""),
+              flush=True)
+    return {"forward_gflops_per_image": fwd, "train_flops_factor": 3, "rows": rows}
+
+
+def bench_infer(preset, policy, peaks, batch_size=16, full_size=1024, repeats=5):
+    """Images/s at 224 (training-size model) and seconds per megapixel at full size."""
+    import keras
+
+    import build_model
+    from config import get_config
+
+    cfg = get_config(preset)
+    fwd224, fwd_full = forward_gflops(preset), forward_gflops(preset, full_size)
+    build_model.set_precision(policy)
+    model = build_model.build_model(cfg)
+    rng = np.random.default_rng(0)
+
+    def timed(fn, x):
+        for _ in range(2):
+            fn(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - start)
+        return times
+
+    infer = keras.ops.convert_to_numpy
+
+    def run(m):
+        return lambda x: infer(m(x, training=False)["ab"])
+
+    x224 = rng.random((batch_size, 224, 224, 1), np.float32)
+    t224 = timed(run(model), x224)
+    ips = batch_size / np.median(t224)
+    full = build_model.any_size_model(model)
+    xfull = rng.random((1, full_size, full_size, 1), np.float32)
+    tfull = timed(run(full), xfull)
+    per_image_224 = 1.0 / ips
+    expected = per_image_224 * fwd_full / fwd224  # FLOP-proportional time at full size
+    peak = peaks.get(compute_dtype(policy))
+    result = {
+        "policy": policy, "batch_size": batch_size, "images_per_s_224": ips,
+        "times_224": _median_spread(t224), "mfu_224": fwd224 * ips / peak if peak else None,
+        "full_size": f"{full_size}x{full_size}", "seconds_full": float(np.median(tfull)),
+        "seconds_per_megapixel": float(np.median(tfull)) / (full_size * full_size / 1e6),
+        "forward_gflops_224": fwd224, "forward_gflops_full": fwd_full,
+        "flop_proportional_seconds_full": expected,
+        "full_over_flop_proportional": float(np.median(tfull)) / expected}
+    print(f"infer {preset} {policy}: {ips:.1f} images/s at 224x224 (batch {batch_size}"
+          + (f", {result['mfu_224']:.0%} of the matmul peak" if peak else "") + "); "
+          f"{result['seconds_full']:.2f} s at {full_size}x{full_size} "
+          f"({result['seconds_per_megapixel']:.2f} s/MP), "
+          f"{result['full_over_flop_proportional']:.2f}x the FLOP-proportional "
+          f"{expected:.2f} s", flush=True)
+    keras.backend.clear_session()
+    return result
+
+
+def bench_input(data_dir, batch_size=64):
+    import read_input
+
+    made = None
+    if not data_dir or not os.path.exists(os.path.join(data_dir, "dataset.json")):
+        import input_create
+
+        made = tempfile.TemporaryDirectory()
+        data_dir = made.name
+        sources, names, kind = input_create.synthetic_sources(1024, seed=0)
+        input_create.build(data_dir, sources, names, kind, val_fraction=0.02,
+                           workers=os.cpu_count() or 1, progress=False)
+    ds = read_input.make_dataset(data_dir, "train", batch_size, training=True)
+    med, lo, hi = read_input.benchmark(ds, batch_size)
+    ceiling = read_input.benchmark(read_input.decode_only_dataset(data_dir, "train",
+                                                                  batch_size), batch_size)[0]
+    print(f"input pipeline: {med:.0f} examples/s (min {lo:.0f}, max {hi:.0f}); reading and "
+          f"decoding only: {ceiling:.0f} examples/s ({med / ceiling:.0%} of it)", flush=True)
+    if made:
+        made.cleanup()
+    return {"data": data_dir if not made else "1024 synthetic scenes (temporary)",
+            "batch_size": batch_size, "examples_per_s": med, "min": lo, "max": hi,
+            "decode_only_examples_per_s": ceiling}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train", action="store_true",
+                   help="training images/s and MFU of the preset under each precision policy")
+    p.add_argument("--infer", action="store_true",
+                   help="inference images/s at 224x224 and seconds per megapixel at full size")
+    p.add_argument("--input", action="store_true", help="input pipeline examples/s")
     p.add_argument("--transform", action="store_true",
                    help="model_transform.py seconds and peak memory at 0.25/1/4/12 MP")
+    p.add_argument("--data", default="data/scenes",
+                   help="dataset for --input (default data/scenes; built if missing)")
+    p.add_argument("--batch-size", type=int, default=16, help="training batch for --train")
+    p.add_argument("--policies", default="float32,mixed_bfloat16",
+                   help="precision policies for --train (comma-separated)")
     p.add_argument("--preset", default="paper")
     p.add_argument("--max-side", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)
@@ -126,9 +287,26 @@ def main(argv=None):
         model, image, max_side, repeats = args.transform_child
         transform_child(model, image, int(max_side), int(repeats))
         return 0
-    if not args.transform:
-        p.error("choose at least one benchmark (--transform)")
+    if not (args.train or args.infer or args.input or args.transform):
+        p.error("choose at least one benchmark: --train, --infer, --input, --transform")
     report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if args.train or args.infer:
+        from model_train import choose_precision
+
+        auto, why = choose_precision("auto")
+        report["auto_policy"] = {"policy": auto, "why": why}
+        report["matmul_peak"] = [bench_matmul(d) for d in ("float32", "bfloat16")]
+        peaks = {r["dtype"]: r["gflops"] for r in report["matmul_peak"]}
+        for r in report["matmul_peak"]:
+            print(f"matmul peak {r['dtype']:8s} (n={r['n']}): {r['gflops']:.0f} GFLOP/s "
+                  f"(best {r['gflops_best']:.0f})", flush=True)
+    if args.train:
+        report["train"] = bench_train(args.preset, args.policies.split(","), args.batch_size,
+                                      peaks)
+    if args.infer:
+        report["infer"] = bench_infer(args.preset, auto, peaks)
+    if args.input:
+        report["input"] = bench_input(args.data)
     if args.transform:
         report["transform"] = bench_transform(args.preset, args.max_side, args.repeats)
     tmp = args.out + ".partial"

@@ -155,10 +155,14 @@ def aggregate(rows):
 def table(results):
     keys = [k for k in COLUMNS if any(k in r for r in results.values())]
     width = max(len(n) for n in results) + 2
-    lines = ["model".ljust(width) + "".join(f"{k:>20s}" for k in keys)]
+    heads = {"delta_colourfulness": "d_colourful", "colourfulness": "colourful",
+             "auc_rebalanced": "auc_rebal"}
+    cols = [max(len(heads.get(k, k)), 7) + 2 for k in keys]
+    lines = ["model".ljust(width) + "".join(f"{heads.get(k, k):>{c}s}"
+                                            for k, c in zip(keys, cols))]
     for name, agg in results.items():
         lines.append(name.ljust(width) + "".join(
-            f"{agg[k]:20.3f}" if k in agg else f"{'-':>20s}" for k in keys))
+            f"{agg[k]:{c}.2f}" if k in agg else f"{'-':>{c}s}" for k, c in zip(keys, cols)))
     return "\n".join(lines)
 
 

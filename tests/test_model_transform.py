@@ -21,15 +21,19 @@ PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 def model_path(tmp_path_factory):
     """A demo-width model whose output layer is scaled up, so that its untrained
     colours are far from gray and depend visibly on the global features."""
+    import keras
+
     import build_model
     from config import get_config
 
     cfg = get_config("demo")
     build_model.set_precision("float32")
+    keras.utils.set_random_seed(123)  # the same weights whatever ran before
     model = build_model.build_model(cfg)
     rng = np.random.default_rng(0)
     fusion = model.get_layer("fusion")
-    fusion.set_weights([w * 8.0 for w in fusion.get_weights()])
+    mid, glob, bias = fusion.get_weights()
+    fusion.set_weights([mid * 8.0, glob * 60.0, bias])  # the global features weigh a lot
     out = model.get_layer("ab")
     kernel, bias = out.get_weights()
     out.set_weights([kernel * 30.0, rng.normal(0, 0.5, bias.shape).astype(bias.dtype)])

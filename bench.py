@@ -289,6 +289,87 @@ def bench_input(data_dir, batch_size=64):
             "decode_only_examples_per_s": ceiling}
 
 
+def sample_photos(folder, count, megapixels=0.2, seed=0):
+    """`count` distinct JPEG photos of about `megapixels`: random crops of the
+    colour photographs that ship with matplotlib, resized, quality 90."""
+    import cv2
+    import matplotlib.cbook
+
+    sources = [cv2.imread(matplotlib.cbook.get_sample_data(n, asfileobj=False))
+               for n in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")]
+    w = round((megapixels * 1e6 * 3 / 2) ** 0.5)
+    h = round(w * 2 / 3)
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i in range(count):
+        src = sources[i % len(sources)]
+        sh, sw = src.shape[:2]
+        ch = int(min(sh, sw * 2 / 3) * rng.uniform(0.6, 1.0))
+        cw = int(ch * 3 / 2)
+        y, x = rng.integers(0, sh - ch + 1), rng.integers(0, sw - cw + 1)
+        crop = cv2.resize(src[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+        paths.append(os.path.join(folder, f"photo{i:05d}.jpg"))
+        cv2.imwrite(paths[-1], crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return paths
+
+
+def bench_build(count=600, repeats=3):
+    """input_create.py on ~0.2 MP JPEGs: images/s in one process (per core, the
+    2^24-colour table already built), beside only decoding the same files; and
+    a whole build with one worker per core (wall clock, startup included)."""
+    import cv2
+
+    import colorspace
+    import input_create
+    from example_codec import Source, encode_source
+
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = sample_photos(os.path.join(tmp, "photos"), count)
+        start = time.perf_counter()
+        colorspace.rgb8_to_lab8(np.zeros((1, 1, 3), np.uint8), use_table=True)
+        table_s = time.perf_counter() - start
+        sources = [Source(os.path.basename(p), path=p) for p in paths]
+
+        def encode_pass():
+            start = time.perf_counter()
+            sizes = [len(encode_source(s).png) for s in sources]
+            return count / (time.perf_counter() - start), sizes
+
+        def decode_pass():
+            start = time.perf_counter()
+            for p in paths:
+                with open(p, "rb") as f:
+                    cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+            return count / (time.perf_counter() - start)
+
+        encode = [encode_pass() for _ in range(repeats)]
+        decode = [decode_pass() for _ in range(repeats)]
+        workers = os.cpu_count() or 1
+        srcs, names, kind = input_create.folder_sources(os.path.join(tmp, "photos"), flat=True)
+        start = time.perf_counter()
+        input_create.build(os.path.join(tmp, "data"), srcs, names, kind, workers=workers,
+                           progress=False)
+        whole = count / (time.perf_counter() - start)
+    rates = [r for r, _ in encode]
+    sizes = encode[0][1]
+    result = {"photos": count, "megapixels": 0.2, "table_build_s": table_s,
+              "images_per_s_one_process": float(np.median(rates)),
+              "min": float(min(rates)), "max": float(max(rates)),
+              "decode_only_images_per_s": float(np.median(decode)),
+              "mean_example_kb": float(np.mean(sizes) / 1024),
+              "max_example_kb": float(np.max(sizes) / 1024),
+              "whole_build_images_per_s": whole, "whole_build_workers": workers}
+    print(f"build: {result['images_per_s_one_process']:.0f} photos/s in one process (min "
+          f"{result['min']:.0f}, max {result['max']:.0f}); only decoding them: "
+          f"{result['decode_only_images_per_s']:.0f}/s; whole build with {workers} workers "
+          f"{whole:.0f} photos/s; examples {result['mean_example_kb']:.0f} KB on average, "
+          f"{result['max_example_kb']:.0f} KB at most; colour table built in {table_s:.1f} s",
+          flush=True)
+    return result
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--train", action="store_true",
@@ -296,6 +377,8 @@ def main(argv=None):
     p.add_argument("--infer", action="store_true",
                    help="inference images/s at 224x224 and seconds per megapixel at full size")
     p.add_argument("--input", action="store_true", help="input pipeline examples/s")
+    p.add_argument("--build", action="store_true",
+                   help="dataset builder photos/s on 0.2 MP JPEGs, beside decode-only")
     p.add_argument("--transform", action="store_true",
                    help="model_transform.py seconds and peak memory at 0.25/1/4/12 MP")
     p.add_argument("--data", default="data/scenes",
@@ -313,8 +396,9 @@ def main(argv=None):
         model, image, max_side, repeats = args.transform_child
         transform_child(model, image, int(max_side), int(repeats))
         return 0
-    if not (args.train or args.infer or args.input or args.transform):
-        p.error("choose at least one benchmark: --train, --infer, --input, --transform")
+    if not (args.train or args.infer or args.input or args.transform or args.build):
+        p.error("choose at least one benchmark: --train, --infer, --input, --build, "
+                "--transform")
     report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     if args.train or args.infer:
         from model_train import choose_precision
@@ -333,6 +417,8 @@ def main(argv=None):
         report["infer"] = bench_infer(args.preset, auto, peaks)
     if args.input:
         report["input"] = bench_input(args.data)
+    if args.build:
+        report["build"] = bench_build()
     if args.transform:
         report["transform"] = bench_transform(args.preset, args.max_side, args.repeats)
     tmp = args.out + ".partial"

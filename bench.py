@@ -25,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from atomic_io import write_json_atomic
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 TRANSFORM_MEGAPIXELS = (0.25, 1, 4, 12)
 
@@ -421,10 +423,7 @@ def main(argv=None):
         report["build"] = bench_build()
     if args.transform:
         report["transform"] = bench_transform(args.preset, args.max_side, args.repeats)
-    tmp = args.out + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

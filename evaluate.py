@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 import metrics
+from atomic_io import partial_path
 from colorspace import lab8_to_lab, lab8_to_rgb, lab_to_rgb8, model_to_ab, to_uint8
 from example_codec import AB_BIN_CENTERS
 
@@ -222,7 +223,7 @@ def plot_grid(path, eval_set, predictions):
 def _save(fig, path):
     import matplotlib.pyplot as plt
 
-    tmp = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
+    tmp = partial_path(path)
     fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     os.replace(tmp, path)
@@ -251,7 +252,7 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
         "data": data_dir, "split": split, "images": len(eval_set.lab8), "crop": crop_size,
         "psnr_cap": metrics.PSNR_CAP, "sky_scored": eval_set.sky is not None,
         "models": results})
-    tmp = os.path.join(out, ".partial-per_image.csv")
+    tmp = partial_path(os.path.join(out, "per_image.csv"))
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, ["model", "image", "label", *COLUMNS], restval="")
         writer.writeheader()

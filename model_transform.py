@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from atomic_io import write_bytes_atomic
+from atomic_io import partial_path, write_bytes_atomic
 from config import InferenceConfig
 from image_io import ImageError, check_pixel_limit, decode_pixels, is_image_name, read_bytes
 
@@ -126,7 +126,7 @@ def write_compare(path, pixels, result, was_colour):
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
+    tmp = partial_path(path)
     fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     os.replace(tmp, path)

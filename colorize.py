@@ -76,10 +76,13 @@ def lightness(pixels):
     """RGB (H, W, 3) as decoded (uint8, uint16 or float) -> L / 100 (H, W), in strips."""
     out = np.empty(pixels.shape[:2], np.float32)
     for top in range(0, pixels.shape[0], STRIP_ROWS):
-        strip = pixels[top:top + STRIP_ROWS]
-        out[top:top + STRIP_ROWS] = (rgb8_to_l(strip) if strip.dtype == np.uint8
-                                     else rgb_to_lab(to_float(strip))[..., 0])
+        out[top:top + STRIP_ROWS] = _strip_l(pixels[top:top + STRIP_ROWS])
     return out / 100.0
+
+
+def _strip_l(strip):
+    """L in [0, 100] of RGB as decoded: the 8-bit fast path, else the float formulas."""
+    return rgb8_to_l(strip) if strip.dtype == np.uint8 else rgb_to_lab(to_float(strip))[..., 0]
 
 
 def network_input(pixels, max_side):
@@ -155,11 +158,10 @@ def colorize_pixels(pixels, ab01, out_dtype=np.uint8):
         strip = pixels[top:top + rows]
         lab = np.empty(strip.shape, np.float32)
         lab[..., 1:] = model_to_ab(upsample_rows(ab_wide, top, rows, full_h))
-        if out_dtype == np.uint8 and strip.dtype == np.uint8:  # the common, fast case
-            lab[..., 0] = rgb8_to_l(strip)
+        lab[..., 0] = _strip_l(strip)
+        if out_dtype == np.uint8:  # the common, fast case
             out[top:top + rows] = lab_to_rgb8(lab)  # keeps the strip's own L
         else:
-            lab[..., 0] = rgb_to_lab(to_float(strip))[..., 0]
             rgb = lab_to_rgb(fit_chroma_to_gamut(lab))
             out[top:top + rows] = np.rint(rgb * scale).astype(out_dtype)
 

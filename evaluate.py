@@ -26,7 +26,7 @@ import numpy as np
 
 import metrics
 from atomic_io import partial_path
-from colorspace import lab8_to_lab, lab8_to_rgb, lab_to_rgb8, model_to_ab, to_uint8
+from colorspace import LAB8_TO_MODEL, lab8_to_lab, lab8_to_rgb, lab_to_rgb8, model_to_ab, to_uint8
 from example_codec import AB_BIN_CENTERS
 
 COLUMNS = ("ab_rmse", "auc", "auc_rebalanced", "psnr", "ssim", "colourfulness",
@@ -92,7 +92,7 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32):
     size = eval_set.lab8.shape[1]
 
     def gray(lab8):
-        return (lab8[..., :1].astype(np.float32) / 255.0)
+        return lab8[..., :1].astype(np.float32) * LAB8_TO_MODEL  # as read_input feeds it
 
     def predict(lab8):
         out = [ops.convert_to_numpy(model(gray(lab8[i:i + batch]), training=False)["ab"])

@@ -11,6 +11,12 @@ resized to 224 x 224. Both map L / 100 in [0, 1] to
   "ab":    (ab + 128) / 255 at half resolution, sigmoid, float32
   "scene": class probabilities (only when the config has classes), float32
 
+With `cfg.model.head == "classification"` the last layer predicts logits over
+the quantized ab bins instead ("ab_bins", Zhang et al.'s output; ab_bins.py),
+and `cfg.model.arch == "zhang"` builds Zhang et al.'s own network
+(zhang_model.py, output "ab_bins" at quarter resolution); `any_size_model` and
+`--summary` handle every combination.
+
 Width is scaled by `cfg.model.width` (the demo preset uses 1/8); the paper preset
 is the full network. Mixed precision: call `set_precision(policy)` before
 building; the two outputs are computed in float32 whatever the policy, because
@@ -98,7 +104,7 @@ def _global_features(L, low):
     return fc[256], fc[512]
 
 
-def _local_to_ab(L, low, global_features):
+def _local_to_ab(L, low, global_features, num_bins=0):
     x = low
     for i, (filters, _) in enumerate(MID_LEVEL, 1):
         x = L.conv_bn_relu(x, f"mid{i}", filters)
@@ -115,10 +121,53 @@ def _local_to_ab(L, low, global_features):
         else:
             n_conv += 1
             x = L.conv_bn_relu(x, f"color{n_conv}", filters)
-    # float32 output: the sigmoid and the MSE need the precision under mixed policies.
+    # float32 output: the sigmoid and the MSE (or the softmax and the cross-entropy)
+    # need the precision under mixed policies.
+    if num_bins:
+        return L.get("ab_bins", lambda: keras.layers.Conv2D(
+            num_bins, 3, padding="same", dtype="float32", name="ab_bins"))(x)
     out = L.get("ab", lambda: keras.layers.Conv2D(2, 3, padding="same", activation="sigmoid",
                                                    dtype="float32", name="ab"))
     return out(x)
+
+
+def _colour_key(num_bins):
+    return "ab_bins" if num_bins else "ab"
+
+
+def num_bins_for(cfg):
+    """Q when the config asks for the classification head, else 0."""
+    if cfg.model.head not in ("regression", "classification"):
+        raise ValueError(f"unknown head {cfg.model.head!r} (regression or classification)")
+    if cfg.model.head == "regression" and cfg.model.arch == "iizuka":
+        return 0
+    from ab_bins import gamut_bins
+
+    return len(gamut_bins())
+
+
+def colour_key(cfg):
+    """The name of the model's colour output for this config: "ab" or "ab_bins"."""
+    return _colour_key(num_bins_for(cfg))
+
+
+def output_stride(cfg):
+    """Input size / colour output size: 2 for the Iizuka network, 4 for Zhang's."""
+    if cfg.model.arch == "zhang":
+        import zhang_model
+
+        return zhang_model.OUTPUT_STRIDE
+    return 2
+
+
+def model_num_bins(model):
+    """Q of a built model's classification head, 0 for a regression head."""
+    return int(model.output["ab_bins"].shape[-1]) if "ab_bins" in model.output else 0
+
+
+def is_zhang(model):
+    """True for Zhang et al.'s network (no global path), False for Iizuka's."""
+    return not any(layer.name == "fusion" for layer in model.layers)
 
 
 def _class_head(L, fc512, num_classes):
@@ -127,8 +176,8 @@ def _class_head(L, fc512, num_classes):
                                                      dtype="float32", name="scene"))(x)
 
 
-def _outputs(L, ab, fc512, num_classes):
-    outputs = {"ab": ab}
+def _outputs(L, ab, fc512, num_classes, num_bins=0):
+    outputs = {_colour_key(num_bins): ab}
     if num_classes:
         outputs["scene"] = _class_head(L, fc512, num_classes)
     return outputs
@@ -136,6 +185,13 @@ def _outputs(L, ab, fc512, num_classes):
 
 def build_model(cfg, input_size=224):
     """The training model: input_size x input_size L (224: low-level features shared)."""
+    num_bins = num_bins_for(cfg)
+    if cfg.model.arch == "zhang":
+        import zhang_model
+
+        return zhang_model.build(_Layers(cfg.model.width), num_bins, input_size)
+    if cfg.model.arch != "iizuka":
+        raise ValueError(f"unknown arch {cfg.model.arch!r} (iizuka or zhang)")
     num_classes = cfg.model.num_classes
     L = _Layers(cfg.model.width)
     gray = keras.Input((input_size, input_size, 1), name="gray")
@@ -147,8 +203,8 @@ def build_model(cfg, input_size=224):
                                         antialias=True, name="global_resize")(gray)
         global_low = _low_level(L, resized)
     global_features, fc512 = _global_features(L, global_low)
-    ab = _local_to_ab(L, low, global_features)
-    return keras.Model(gray, _outputs(L, ab, fc512, num_classes), name="iizuka2016")
+    ab = _local_to_ab(L, low, global_features, num_bins)
+    return keras.Model(gray, _outputs(L, ab, fc512, num_classes, num_bins), name="iizuka2016")
 
 
 def any_size_model(model, global_size=224, with_global_input=False):
@@ -156,20 +212,30 @@ def any_size_model(model, global_size=224, with_global_input=False):
 
     with_global_input adds a second input, "global_gray", from which the global
     features are computed instead: the paper's style transfer (colorize one image
-    with the global features of another).
+    with the global features of another). Zhang et al.'s network has no global
+    path, so it only takes with_global_input=False.
     """
     L = _Layers(model=model)
+    num_bins = model_num_bins(model)
+    if is_zhang(model):
+        if with_global_input:
+            raise ValueError("Zhang et al.'s network has no global features to take from "
+                             "another image")
+        import zhang_model
+
+        return zhang_model.build(L, num_bins, input_size=None)
     gray = keras.Input((None, None, 1), name="gray")
     source = keras.Input((None, None, 1), name="global_gray") if with_global_input else gray
     resize = keras.layers.Resizing(global_size, global_size, antialias=True,
                                    name="global_resize")
     global_features, fc512 = _global_features(L, _low_level(L, resize(source)))
     padded = PadToMultiple(8, name="pad_to_8")(gray)
-    ab = _local_to_ab(L, _low_level(L, padded), global_features)
+    ab = _local_to_ab(L, _low_level(L, padded), global_features, num_bins)
     ab = CropToHalfOf(name="crop_to_half")([ab, gray])
     num_classes = model.output["scene"].shape[-1] if "scene" in model.output else 0
     inputs = [gray, source] if with_global_input else gray
-    return keras.Model(inputs, _outputs(L, ab, fc512, num_classes), name="iizuka2016_any_size")
+    return keras.Model(inputs, _outputs(L, ab, fc512, num_classes, num_bins),
+                       name="iizuka2016_any_size")
 
 
 def global_and_local_models(model):
@@ -183,8 +249,9 @@ def global_and_local_models(model):
     encoder = keras.Model(gray, global_features, name="global_encoder")
     gray2 = keras.Input((size, size, 1), name="gray")
     given = keras.Input((global_features.shape[-1],), name="global_features")
-    ab = _local_to_ab(L, _low_level(L, gray2), given)
-    decoder = keras.Model([gray2, given], {"ab": ab}, name="local_decoder")
+    num_bins = model_num_bins(model)
+    ab = _local_to_ab(L, _low_level(L, gray2), given, num_bins)
+    decoder = keras.Model([gray2, given], {_colour_key(num_bins): ab}, name="local_decoder")
     return encoder, decoder
 
 
@@ -206,7 +273,11 @@ def layer_table(model):
         flops = 0
         for node in _nodes_in(model, layer):
             out_shape = tuple(node.outputs[0].shape)
-            if isinstance(layer, keras.layers.Conv2D):
+            if isinstance(layer, keras.layers.Conv2DTranspose):  # per input pixel
+                k = layer.kernel.shape
+                stride = layer.strides[0] * layer.strides[1]
+                flops += 2 * k[0] * k[1] * k[2] * k[3] * out_shape[1] * out_shape[2] // stride
+            elif isinstance(layer, keras.layers.Conv2D):
                 k = layer.kernel.shape
                 flops += 2 * k[0] * k[1] * k[2] * k[3] * out_shape[1] * out_shape[2]
             elif isinstance(layer, keras.layers.Dense):
@@ -246,19 +317,29 @@ def summary_text(cfg, model):
     total = sum(r[2] for r in rows)
     head = sum(r[2] for r in rows if r[0] in ("class_fc1", "scene"))
     gflops = sum(r[3] for r in rows) / 1e9
+    bn = count_bn_params(model)
+    colour = (f"classification head over {model_num_bins(model)} ab bins"
+              if model_num_bins(model) else "regression head (ab)")
+    if is_zhang(model):
+        return "\n".join(lines + [
+            "", f"preset {cfg.preset} (Zhang et al. 2016), width {cfg.model.width:g}, {colour}",
+            (f"weights and biases: {total:,} ({total / 1e6:.2f}M); batch-norm parameters "
+             f"{bn:,} more"),
+            f"forward pass: {gflops:.2f} GFLOP per 224x224 image"])
     # The paper counts the fusion as a 1x1 convolution over the concatenation.
     fusion = model.get_layer("fusion")
     pixels = fusion.output.shape[1] * fusion.output.shape[2]
     concat_gflops = gflops + 2 * fusion.global_kernel.shape[0] * fusion.units * pixels / 1e9
     lines += [
         "",
-        f"preset {cfg.preset}, width {cfg.model.width:g}, {cfg.model.num_classes} classes",
+        (f"preset {cfg.preset}, width {cfg.model.width:g}, {cfg.model.num_classes} classes, "
+         f"{colour}"),
         (f"weights and biases: {total:,} ({total / 1e6:.2f}M); without the class head "
-         f"{(total - head) / 1e6:.2f}M; batch-norm parameters {count_bn_params(model):,} more"),
+         f"{(total - head) / 1e6:.2f}M; batch-norm parameters {bn:,} more"),
         (f"forward pass: {gflops:.2f} GFLOP per 224x224 image (low-level features shared); "
          f"{concat_gflops:.2f} counting the fusion as a 1x1 convolution of the concatenation"),
     ]
-    if cfg.model.width == 1.0 and cfg.model.num_classes == 205:
+    if cfg.model.width == 1.0 and cfg.model.num_classes == 205 and not model_num_bins(model):
         lines.append("paper: 42.35M weights and biases (42.17M without the class head), "
                      "about 17.2 GFLOP per 224x224 forward pass")
     return "\n".join(lines)
@@ -269,6 +350,8 @@ def main(argv=None):
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     p.add_argument("--classes", type=int, help="number of scene classes (0: no class head)")
     p.add_argument("--width", type=float, help="channel width multiplier")
+    p.add_argument("--head", choices=["regression", "classification"],
+                   help="ab output: regression (Iizuka) or logits over the ab bins (Zhang)")
     p.add_argument("--summary", action="store_true", help="print layers, parameters and GFLOPs")
     args = p.parse_args(argv)
     overrides = {}
@@ -276,6 +359,8 @@ def main(argv=None):
         overrides["num_classes"] = args.classes
     if args.width is not None:
         overrides["width"] = args.width
+    if args.head is not None:
+        overrides["head"] = args.head
     cfg = get_config(args.preset, model=overrides)
     model = build_model(cfg)
     if args.summary:

@@ -47,8 +47,15 @@ def load_model(path):
     except Exception as e:  # noqa: BLE001 (Keras raises many types for a bad file)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"not a loadable Keras model ({first[:160]})") from None
-    if not isinstance(model.output, dict) or "ab" not in model.output:
-        raise ModelError("not a colorization model (no 'ab' output)")
+    if not isinstance(model.output, dict) or not ({"ab", "ab_bins"} & set(model.output)):
+        raise ModelError("not a colorization model (no 'ab' or 'ab_bins' output)")
+    if "ab_bins" in model.output:
+        from ab_bins import gamut_bins
+
+        q = int(model.output["ab_bins"].shape[-1])
+        if q != len(gamut_bins()):
+            raise ModelError(f"the model predicts {q} ab bins but resources/ab_gamut_bins.txt "
+                             f"has {len(gamut_bins())}")
     return model
 
 
@@ -98,19 +105,32 @@ def network_input(pixels, max_side):
 
 
 class Colorizer:
-    """A trained model rewired for any size; `predict` runs a batch of same-size inputs."""
+    """A trained model rewired for any size; `predict` runs a batch of same-size inputs.
 
-    def __init__(self, model, with_reference=False):
-        from build_model import any_size_model
+    Any kind of model train.py writes: Iizuka et al.'s network with either head,
+    or Zhang et al.'s; a classification head is decoded by annealed mean at
+    `temperature` (T = 1: the mean of the predicted distribution, T -> 0: its mode).
+    """
 
+    def __init__(self, model, with_reference=False, temperature=None):
+        from ab_bins import TEMPERATURE
+        from build_model import any_size_model, is_zhang
+
+        if with_reference and is_zhang(model):
+            raise ModelError("this model (Zhang et al.'s network) has no global features, "
+                             "so it cannot take them from a reference image")
         self.global_size = int(model.input_shape[1] or 224)
         self.net = any_size_model(model, self.global_size, with_global_input=with_reference)
         self.with_reference = with_reference
+        self.temperature = TEMPERATURE if temperature is None else temperature
         self.num_classes = int(model.output["scene"].shape[-1]) if "scene" in model.output else 0
 
     def predict(self, gray_batch, reference=None):
-        """(n, h, w, 1) L/100 -> (ab01 (n, h/2, w/2, 2), class probabilities or None)."""
+        """(n, h, w, 1) L/100 -> (ab01 at the network's output resolution (h/2 x w/2
+        or, for Zhang et al.'s network, h/4 x w/4), class probabilities or None)."""
         from keras import ops
+
+        from ab_bins import decoded_ab01
 
         x = np.asarray(gray_batch, np.float32)
         if self.with_reference:
@@ -118,7 +138,7 @@ class Colorizer:
             out = self.net({"gray": x, "global_gray": ref}, training=False)
         else:
             out = self.net(x, training=False)
-        ab = ops.convert_to_numpy(out["ab"]).astype(np.float32)
+        ab = decoded_ab01(out, self.temperature)
         probs = ops.convert_to_numpy(out["scene"]) if "scene" in out else None
         return ab, probs
 

@@ -80,12 +80,17 @@ def upsample_ab(ab01, size):
                                             interpolation=cv2.INTER_LINEAR)) for a in ab01])
 
 
-def model_predictors(path, data_dir, eval_set, ablate, batch=32):
-    """{name: f(lab8 batch) -> ab (n, H, W, 2)} for a model and, if asked, its ablation."""
+def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=None):
+    """{name: f(lab8 batch) -> ab (n, H, W, 2)} for a model and, if asked, its ablation
+    (Iizuka et al.'s network only: Zhang et al.'s has no global features). A
+    classification head is decoded by annealed mean at `temperature`."""
     from keras import ops
 
-    from build_model import global_and_local_models
+    from ab_bins import TEMPERATURE, decoded_ab01
+    from build_model import global_and_local_models, is_zhang
     from colorize import load_model
+
+    temperature = TEMPERATURE if temperature is None else temperature
 
     model = load_model(path)
     name = "/".join(os.path.normpath(os.path.abspath(path)).split(os.sep)[-2:])
@@ -95,12 +100,15 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32):
         return lab8[..., :1].astype(np.float32) * LAB8_TO_MODEL  # as read_input feeds it
 
     def predict(lab8):
-        out = [ops.convert_to_numpy(model(gray(lab8[i:i + batch]), training=False)["ab"])
+        out = [decoded_ab01(model(gray(lab8[i:i + batch]), training=False), temperature)
                for i in range(0, len(lab8), batch)]
         return upsample_ab(np.concatenate(out), size)
 
     predictors = {name: predict}
-    if ablate:
+    if ablate and is_zhang(model):
+        print(f"evaluate.py: {name} has no global features (Zhang et al.'s network); "
+              "nothing to ablate", file=sys.stderr)
+    elif ablate:
         import read_input
 
         encoder, decoder = global_and_local_models(model)
@@ -115,7 +123,7 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32):
             for i in range(0, len(lab8), batch):
                 x = gray(lab8[i:i + batch])
                 g = np.repeat(mean_features, len(x), 0)
-                out.append(ops.convert_to_numpy(decoder([x, g], training=False)["ab"]))
+                out.append(decoded_ab01(decoder([x, g], training=False), temperature))
             return upsample_ab(np.concatenate(out), size)
 
         predictors[f"{name} (global features ablated)"] = ablated
@@ -230,14 +238,15 @@ def _save(fig, path):
 
 
 def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
-             crop_size=224):
+             crop_size=224, temperature=None):
     """Scores every model and baseline; writes the report files; returns the means."""
     from atomic_io import write_json_atomic
 
     eval_set = EvalSet(data_dir, split, crop_size, limit)
     predictors = baseline_predictors(eval_set)
     for path in models:
-        predictors.update(model_predictors(path, data_dir, eval_set, ablate_global))
+        predictors.update(model_predictors(path, data_dir, eval_set, ablate_global,
+                                           temperature=temperature))
     os.makedirs(out, exist_ok=True)
     results, curves, predictions, per_image = {}, {}, {}, []
     for name, predict in predictors.items():
@@ -274,7 +283,12 @@ def main(argv=None):
                    help="also score each model with its global features replaced by their "
                         "training-set mean")
     p.add_argument("--limit", type=int, default=500, help="at most this many images")
+    p.add_argument("--temperature", type=float,
+                   help="annealed-mean temperature for classification-head models (default "
+                        "0.38, Zhang et al.'s)")
     args = p.parse_args(argv)
+    if args.temperature is not None and not args.temperature > 0:
+        p.error("--temperature must be > 0")
     from colorize import ModelError
     from read_input import DatasetError
 
@@ -284,7 +298,7 @@ def main(argv=None):
             return 2
     try:
         results, n = evaluate(args.data, args.model, args.out, args.split, args.ablate_global,
-                              args.limit)
+                              args.limit, temperature=args.temperature)
     except (DatasetError, ModelError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2

@@ -70,19 +70,34 @@ class PadToMultiple(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class CropToHalfOf(keras.layers.Layer):
-    """Crops a half-resolution map to ceil(H/2) x ceil(W/2) of the reference image,
-    undoing PadToMultiple at the output."""
+class CropToFractionOf(keras.layers.Layer):
+    """Crops a map at 1/divisor of the reference image's resolution to
+    ceil(H/divisor) x ceil(W/divisor), undoing PadToMultiple at the output."""
+
+    def __init__(self, divisor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.divisor = divisor
 
     def call(self, inputs):
         x, reference = inputs
-        h = (ops.shape(reference)[1] + 1) // 2
-        w = (ops.shape(reference)[2] + 1) // 2
+        h = (ops.shape(reference)[1] + self.divisor - 1) // self.divisor
+        w = (ops.shape(reference)[2] + self.divisor - 1) // self.divisor
         return x[:, :h, :w, :]
 
     def compute_output_shape(self, input_shape):
         x_shape, ref_shape = input_shape
 
-        def half(n):
-            return None if n is None else (n + 1) // 2
-        return (x_shape[0], half(ref_shape[1]), half(ref_shape[2]), x_shape[3])
+        def part(n):
+            return None if n is None else (n + self.divisor - 1) // self.divisor
+        return (x_shape[0], part(ref_shape[1]), part(ref_shape[2]), x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "divisor": self.divisor}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CropToHalfOf(CropToFractionOf):
+    """CropToFractionOf(2), under the name that saved Iizuka models use."""
+
+    def __init__(self, divisor=2, **kwargs):
+        super().__init__(divisor, **kwargs)

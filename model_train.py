@@ -6,7 +6,10 @@
 
 Loss: MSE on the half-resolution ab plus alpha x cross-entropy on the scene class
 (alpha = 1/300; 0 when the dataset has no labels). ADADELTA as in the paper, or
---optimizer adam. The run directory holds everything about the run:
+--optimizer adam. A classification head (--preset zhang / zhang-demo, or
+--head classification on the Iizuka network) is trained with Zhang et al.'s
+soft-encoded cross-entropy over the ab bins, rebalanced by the colour prior in
+the dataset's dataset.json (ab_bins.py). The run directory holds everything about the run:
 
     config.json        the resolved configuration
     model.keras        the model after the last finished epoch; best.keras: best val_loss
@@ -98,15 +101,25 @@ def make_optimizer(cfg):
         return keras.optimizers.Adadelta(learning_rate=cfg.train.learning_rate, rho=0.95,
                                          epsilon=1e-6)
     if cfg.train.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=cfg.train.learning_rate)
+        return keras.optimizers.Adam(learning_rate=cfg.train.learning_rate,
+                                     beta_2=cfg.train.beta_2,
+                                     weight_decay=cfg.train.weight_decay or None)
     raise ValueError(f"unknown optimizer {cfg.train.optimizer!r} (adadelta or adam)")
 
 
-def compile_model(model, cfg, with_labels):
+def compile_model(model, cfg, with_labels, rebalancing=None):
+    """Compiles with the head's loss; rebalancing: the (Q,) class weights of a
+    classification head (None: unweighted)."""
     import keras
 
-    losses = {"ab": keras.losses.MeanSquaredError(name="ab_mse")}
-    weights = {"ab": 1.0}
+    if "ab_bins" in model.output:
+        from ab_bins import RebalancedSoftCrossEntropy, gamut_bins
+
+        losses = {"ab_bins": RebalancedSoftCrossEntropy(gamut_bins(), rebalancing)}
+        weights = {"ab_bins": 1.0}
+    else:
+        losses = {"ab": keras.losses.MeanSquaredError(name="ab_mse")}
+        weights = {"ab": 1.0}
     if with_labels:
         losses["scene"] = keras.losses.SparseCategoricalCrossentropy(name="scene_xent")
         weights["scene"] = cfg.train.class_loss_weight
@@ -143,8 +156,9 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
         return {"status": "already finished", "run_dir": run_dir, **state}
     os.makedirs(run_dir, exist_ok=True)
 
-    with_labels = summary["num_classes"] > 0
-    cfg.model.num_classes = summary["num_classes"]
+    # Zhang et al.'s network has no scene head.
+    with_labels = summary["num_classes"] > 0 and cfg.model.arch != "zhang"
+    cfg.model.num_classes = summary["num_classes"] if with_labels else 0
     if not with_labels:
         cfg.train.class_loss_weight = 0.0
     policy, why = choose_precision(cfg.train.precision)
@@ -161,13 +175,22 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     batch = cfg.train.batch_size
     n_train = summary["splits"]["train"]["count"]
     steps = cfg.train.steps_per_epoch or max(1, n_train // batch)
+    target = {"ab_stride": build_model.output_stride(cfg), "ab_key": build_model.colour_key(cfg),
+              "with_labels": with_labels}
     train_ds = read_input.make_dataset(data_dir, "train", batch, training=True,
                                        crop_size=cfg.data.crop_size,
-                                       shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed)
+                                       shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed,
+                                       **target)
     val_ds = read_input.make_dataset(data_dir, "val", batch, training=False,
-                                     crop_size=cfg.data.crop_size)
+                                     crop_size=cfg.data.crop_size, **target)
+    rebalancing = None
+    if target["ab_key"] == "ab_bins":
+        import ab_bins
+
+        rebalancing = ab_bins.weights_from_histogram(*ab_bins.summary_histogram(summary),
+                                                     ab_bins.gamut_bins())
     with strategy.scope():
-        model = compile_model(build_model.build_model(cfg), cfg, with_labels)
+        model = compile_model(build_model.build_model(cfg), cfg, with_labels, rebalancing)
         state = TrainingState(run_dir).restore(model)
     epoch0 = state["epoch"] if state else 0
     step0 = state["step_in_epoch"] if state else 0
@@ -176,7 +199,8 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
         print(f"resuming {run_dir} at epoch {epoch0 + 1}, step {step0} of {steps} "
               f"(global step {state['global_step']})", flush=True)
 
-    samples = next(iter(read_input.make_dataset(data_dir, "val", sample_count, training=False)))
+    samples = next(iter(read_input.make_dataset(data_dir, "val", sample_count, training=False,
+                                                **target)))
     csv_path = os.path.join(run_dir, "log.csv")
     os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
     curves = os.path.join(run_dir, "plots", "learning_curves.png")
@@ -186,7 +210,8 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     bar = ProgressBar(steps, batch, cfg.train.epochs, start_step=step0, enabled=progress)
     # SamplePictures adds its metrics to the epoch's logs, so it runs before the loggers.
     callbacks = [nan_guard,
-                 SamplePictures(run_dir, samples[0].numpy(), samples[1]["ab"].numpy()),
+                 SamplePictures(run_dir, samples[0].numpy(), samples[1][target["ab_key"]].numpy(),
+                                cfg.inference.temperature),
                  checkpointing, bar,
                  keras.callbacks.CSVLogger(csv_path, append=True),
                  keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
@@ -234,7 +259,8 @@ def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
     model = compile_model(build_model.build_model(cfg), cfg, cfg.model.num_classes > 0)
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, 224, 224, 1), np.float32)
-    y = {"ab": rng.random((batch_size, 112, 112, 2), np.float32)}
+    side = 224 // build_model.output_stride(cfg)
+    y = {build_model.colour_key(cfg): rng.random((batch_size, side, side, 2), np.float32)}
     if cfg.model.num_classes:
         y["scene"] = rng.integers(0, cfg.model.num_classes, batch_size).astype("int32")
     for _ in range(warmup):
@@ -261,6 +287,9 @@ def parse_args(argv):
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--optimizer", choices=["adadelta", "adam"])
+    p.add_argument("--head", choices=["regression", "classification"],
+                   help="ab output of the Iizuka network: regression (MSE, the paper's) or "
+                        "Zhang et al.'s classification over ab bins")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--logical-cpus", type=int, default=0,
@@ -290,7 +319,8 @@ def resolve_config(args):
                                "learning_rate": args.learning_rate, "optimizer": args.optimizer,
                                "precision": args.precision, "seed": args.seed}.items()
              if v is not None}
-    return get_config(args.preset, train=train), run_dir
+    model = {"head": args.head} if args.head else {}
+    return get_config(args.preset, train=train, model=model), run_dir
 
 
 def main(argv=None):

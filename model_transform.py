@@ -176,6 +176,7 @@ def finish_job(job, ab, probs, args, names):
 
 def run(args):
     """Colorizes every input; returns the exit status."""
+    from build_model import is_zhang
     from colorize import Colorizer, ModelError, class_names_for, load_model, network_input
 
     items, failed = collect_inputs(args.inputs, args.recursive)
@@ -189,11 +190,15 @@ def run(args):
     model_path = args.model or default_model()
     try:
         model = load_model(model_path)
+        if args.reference and is_zhang(model):
+            raise UsageError(f"--reference needs a model with global features; {model_path} "
+                             "is Zhang et al.'s network, which has none")
         reference = None
         if args.reference:
             ref_pixels, _ = decode_pixels(read_bytes(args.reference))
             reference = network_input(ref_pixels, args.max_side)
-        colorizer = Colorizer(model, with_reference=reference is not None)
+        colorizer = Colorizer(model, with_reference=reference is not None,
+                              temperature=args.temperature)
     except ModelError as e:
         print(f"model_transform.py: {model_path}: {e}", file=sys.stderr)
         return 1
@@ -281,6 +286,10 @@ def parse_args(argv):
                    help="refuse images with more pixels (default %(default)s; 0 = no limit)")
     p.add_argument("--reference", metavar="REF_IMG",
                    help="take the global features (time of day, season) from this image")
+    p.add_argument("--temperature", type=float, default=defaults.temperature,
+                   help="annealed-mean temperature for a model with a classification head "
+                        "(Zhang et al.; default %(default)s; 1 = the mean of the predicted "
+                        "colour distribution, towards 0 its mode)")
     p.add_argument("--compare", action="store_true",
                    help="also write NAME_color_compare.png: input, result and original")
     p.add_argument("--top-k", type=int, default=0, metavar="N",
@@ -290,6 +299,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.max_side < 0 or args.max_pixels < 0 or args.top_k < 0:
         p.error("--max-side, --max-pixels and --top-k must be >= 0")
+    if not args.temperature > 0:
+        p.error("--temperature must be > 0")
     return args
 
 

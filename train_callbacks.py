@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+import ab_bins
 import metrics
 from atomic_io import partial_path, write_json_atomic
 from colorspace import compose_rgb, model_to_ab, to_uint8
@@ -153,17 +154,19 @@ class ProgressBar(keras.callbacks.Callback):
 class SamplePictures(keras.callbacks.Callback):
     """Every epoch, colorizes a few fixed validation images: gray | model | truth,
     and adds their ab RMSE and AuC (metrics.py, in ab units / %) to the logs as
-    sample_ab_rmse and sample_auc."""
+    sample_ab_rmse and sample_auc. A classification head is decoded by annealed
+    mean at `temperature`."""
 
-    def __init__(self, run_dir, lightness, ab_true):
+    def __init__(self, run_dir, lightness, ab_true, temperature=ab_bins.TEMPERATURE):
         super().__init__()
         self.dir = os.path.join(run_dir, "samples")
-        self.lightness, self.ab_true = lightness, ab_true
+        self.lightness, self.ab_true, self.temperature = lightness, ab_true, temperature
 
     def on_epoch_end(self, epoch, logs=None):
         import cv2
 
-        pred = self.model.predict(self.lightness, verbose=0)["ab"]
+        pred = ab_bins.decoded_ab01(self.model.predict(self.lightness, verbose=0),
+                                    self.temperature)
         if logs is not None:
             pred_ab, true_ab = model_to_ab(pred), model_to_ab(self.ab_true)
             logs["sample_ab_rmse"] = metrics.ab_rmse(pred_ab, true_ab)

@@ -139,7 +139,9 @@ def num_bins_for(cfg):
     """Q when the config asks for the classification head, else 0."""
     if cfg.model.head not in ("regression", "classification"):
         raise ValueError(f"unknown head {cfg.model.head!r} (regression or classification)")
-    if cfg.model.head == "regression" and cfg.model.arch == "iizuka":
+    if cfg.model.head == "regression":
+        if cfg.model.arch == "zhang":
+            raise ValueError("Zhang et al.'s network has only the classification head")
         return 0
     from ab_bins import gamut_bins
 

@@ -82,8 +82,7 @@ def choose_strategy(logical_devices=0):
     local GPUs (or logical CPUs), else the default single-device strategy."""
     import tensorflow as tf
 
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+    if _multi_worker():
         return tf.distribute.MultiWorkerMirroredStrategy(), "multi-worker mirrored"
     if logical_devices > 1:
         devices = [d.name for d in tf.config.list_logical_devices("CPU")][:logical_devices]
@@ -131,6 +130,40 @@ class TrainingError(Exception):
     """Training stopped for a reason the user must act on (e.g. a NaN loss)."""
 
 
+class RunInUse(Exception):
+    """Another process is training the same run directory."""
+
+
+def _multi_worker():
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    return len(tf_config.get("cluster", {}).get("worker", [])) > 1
+
+
+def lock_run_dir(run_dir):
+    """An exclusive lock on run_dir/.lock held until the process exits (or the
+    returned file is closed), or RunInUse. Two processes resuming the same run
+    would otherwise both train it and overwrite each other's checkpoints. The
+    workers of a multi-worker run share the directory on purpose and skip this."""
+    import fcntl
+
+    if _multi_worker():
+        return None
+    f = open(os.path.join(run_dir, ".lock"), "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunInUse(f"{run_dir} is being trained by {holder}; wait for it to finish or "
+                       "stop it (it resumes from where it stopped)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()}")
+    f.flush()
+    return f
+
+
 def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count=4,
           save_every_steps=None):
     """Trains (or resumes) a run; returns a dict describing the finished run."""
@@ -151,10 +184,11 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     )
 
     summary = read_input.load_summary(data_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    lock = lock_run_dir(run_dir)  # noqa: F841 (held while this function runs)
     state = TrainingState(run_dir).load()
     if state and state.get("finished"):
         return {"status": "already finished", "run_dir": run_dir, **state}
-    os.makedirs(run_dir, exist_ok=True)
 
     # Zhang et al.'s network has no scene head.
     with_labels = summary["num_classes"] > 0 and cfg.model.arch != "zhang"
@@ -323,11 +357,25 @@ def resolve_config(args):
     return get_config(args.preset, train=train, model=model), run_dir
 
 
+def build_model_checks(cfg):
+    """Raises ValueError for a config no network can be built from."""
+    import build_model
+
+    build_model.num_bins_for(cfg)
+    if cfg.model.arch not in ("iizuka", "zhang"):
+        raise ValueError(f"unknown arch {cfg.model.arch!r} (iizuka or zhang)")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.logical_cpus > 1:
         _configure_logical_cpus(args.logical_cpus)
     cfg, run_dir = resolve_config(args)
+    try:
+        build_model_checks(cfg)
+    except ValueError as e:
+        print(f"model_train.py: error: {e}", file=sys.stderr)
+        return 2
     if args.benchmark:
         batch = args.batch_size or 16
         auto, why = choose_precision("auto")
@@ -348,6 +396,9 @@ def main(argv=None):
     except TrainingError as e:
         print(f"model_train.py: {e}", file=sys.stderr)
         return 1
+    except RunInUse as e:
+        print(f"model_train.py: error: {e}", file=sys.stderr)
+        return 2
     if result["status"] == "already finished":
         print(f"{run_dir} has already finished training (epoch {result.get('epoch')}); "
               f"its model is {os.path.join(run_dir, 'model.keras')}")

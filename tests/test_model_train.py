@@ -65,6 +65,20 @@ def test_finished_run_says_so_and_missing_data_is_a_usage_error(tmp_path, scenes
     assert "Traceback" not in missing.stderr
 
 
+def test_a_run_being_trained_cannot_be_started_twice(tmp_path, scenes_dataset):
+    run = str(tmp_path / "run")
+    os.makedirs(run)
+    held = model_train.lock_run_dir(run)  # as a first training process would
+    busy = run_cli("--preset", "demo", "--data", scenes_dataset, "--run-dir", run)
+    assert busy.returncode == 2 and "Traceback" not in busy.stderr
+    assert f"is being trained by process {os.getpid()}" in busy.stderr
+    assert not os.path.exists(os.path.join(run, "config.json"))  # it touched nothing
+    held.close()
+    with pytest.raises(model_train.RunInUse):  # and in-process, while held
+        held = model_train.lock_run_dir(run)
+        model_train.lock_run_dir(run)
+
+
 def test_state_round_trip_keeps_weights_and_optimizer_step(tmp_path, scenes_dataset):
     cfg = tiny_cfg()
     build_model.set_precision("float32")

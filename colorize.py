@@ -113,7 +113,6 @@ class Colorizer:
     """
 
     def __init__(self, model, with_reference=False, temperature=None):
-        from ab_bins import TEMPERATURE
         from build_model import any_size_model, is_zhang
 
         if with_reference and is_zhang(model):
@@ -122,7 +121,7 @@ class Colorizer:
         self.global_size = int(model.input_shape[1] or 224)
         self.net = any_size_model(model, self.global_size, with_global_input=with_reference)
         self.with_reference = with_reference
-        self.temperature = TEMPERATURE if temperature is None else temperature
+        self.temperature = temperature  # None: ab_bins.TEMPERATURE
         self.num_classes = int(model.output["scene"].shape[-1]) if "scene" in model.output else 0
 
     def predict(self, gray_batch, reference=None):

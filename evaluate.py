@@ -86,11 +86,9 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
     classification head is decoded by annealed mean at `temperature`."""
     from keras import ops
 
-    from ab_bins import TEMPERATURE, decoded_ab01
+    from ab_bins import decoded_ab01
     from build_model import global_and_local_models, is_zhang
     from colorize import load_model
-
-    temperature = TEMPERATURE if temperature is None else temperature
 
     model = load_model(path)
     name = "/".join(os.path.normpath(os.path.abspath(path)).split(os.sep)[-2:])

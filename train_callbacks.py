@@ -157,7 +157,7 @@ class SamplePictures(keras.callbacks.Callback):
     sample_ab_rmse and sample_auc. A classification head is decoded by annealed
     mean at `temperature`."""
 
-    def __init__(self, run_dir, lightness, ab_true, temperature=ab_bins.TEMPERATURE):
+    def __init__(self, run_dir, lightness, ab_true, temperature=None):
         super().__init__()
         self.dir = os.path.join(run_dir, "samples")
         self.lightness, self.ab_true, self.temperature = lightness, ab_true, temperature

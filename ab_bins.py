@@ -20,6 +20,7 @@ and the weights are NumPy, computed once from dataset.json's histogram.
 """
 
 import argparse
+import functools
 import os
 import sys
 
@@ -77,9 +78,13 @@ def write_gamut_bins(path=RESOURCE, centres=None):
     os.replace(tmp, path)
 
 
+@functools.lru_cache(maxsize=4)
 def gamut_bins(path=RESOURCE):
-    """(Q, 2) float32 bin centres in ab units, from the data file."""
-    return np.loadtxt(path, dtype=np.float32, ndmin=2)
+    """(Q, 2) float32 bin centres in ab units, from the data file. Read once per
+    process (decoding calls it for every batch); the array is read-only."""
+    centres = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    centres.flags.writeable = False
+    return centres
 
 
 def nearest_bin(ab, centres):

@@ -257,3 +257,46 @@ def compose_rgb(l01, ab01):
     if ab01.shape[:2] != l01.shape:
         ab01 = cv2.resize(ab01, (l01.shape[1], l01.shape[0]), interpolation=cv2.INTER_LINEAR)
     return lab_to_rgb(fit_chroma_to_gamut(join_lab(l01[..., None] * 100.0, model_to_ab(ab01))))
+
+
+# ---------------------------------------------------------------- YUV (Varga & Szirányi)
+
+# The YUV of Varga & Szirányi 2016 (JPEG's full-range YCbCr, BT.601 weights) on
+# 8-bit RGB: Y in [0, 255], U and V centred on 128.
+_RGB_TO_YUV = np.array([[0.299000, 0.587000, 0.114000],
+                        [-0.168736, -0.331264, 0.500000],
+                        [0.500000, -0.418688, -0.081312]], np.float64)
+_YUV_TO_RGB = np.linalg.inv(_RGB_TO_YUV)
+_YUV_OFFSET = np.array([0.0, 128.0, 128.0])
+
+
+def rgb_to_yuv(rgb):
+    """float RGB in [0, 1] -> YUV in 8-bit units (Y 0-255, U and V 128 +- 127.5)."""
+    rgb = np.asarray(rgb, np.float32) * 255.0
+    return (rgb @ _RGB_TO_YUV.T.astype(np.float32) + _YUV_OFFSET.astype(np.float32))
+
+
+def yuv_to_rgb(yuv):
+    """YUV in 8-bit units -> float RGB in [0, 1], clipped (the inverse of rgb_to_yuv)."""
+    rgb = (np.asarray(yuv, np.float32) - _YUV_OFFSET.astype(np.float32)) \
+        @ _YUV_TO_RGB.T.astype(np.float32)
+    return np.clip(rgb / 255.0, 0.0, 1.0)
+
+
+def lab8_to_uv01(lab8):
+    """Stored lab8 -> U and V / 255 (..., 2) in [0, 1]: Varga's regression target."""
+    return (rgb_to_yuv(lab8_to_rgb(lab8))[..., 1:] / 255.0).astype(np.float32)
+
+
+def ab_from_uv(l_channel, uv):
+    """L in [0, 100] (...) and predicted U, V in 8-bit units (..., 2) -> ab (..., 2).
+
+    The luma Y is that of the gray the network was given (R = G = B with this L),
+    and the colour Y + UV is converted back to Lab through RGB; the pipeline then
+    keeps the photo's own L and takes only the ab from it.
+    """
+    l_channel = np.asarray(l_channel, np.float32)
+    gray = lab_to_rgb(np.stack([l_channel, np.zeros_like(l_channel),
+                                np.zeros_like(l_channel)], -1))[..., 0]
+    yuv = np.concatenate([gray[..., None] * 255.0, np.asarray(uv, np.float32)], -1)
+    return rgb_to_lab(yuv_to_rgb(yuv))[..., 1:]

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from skimage import color
@@ -106,3 +107,36 @@ def test_fast_output_paths_match_the_formulas():
     loud[..., 1:] *= 1.7
     slow = colorspace.to_uint8(colorspace.lab_to_rgb(colorspace.fit_chroma_to_gamut(loud)))
     assert np.abs(colorspace.lab_to_rgb8(loud.copy()).astype(int) - slow).max() <= 1
+
+
+def test_yuv_matches_opencv_ycrcb_and_round_trips():
+    """Varga & Szirányi's YUV is JPEG's full-range YCbCr: OpenCV is the reference."""
+    rng = np.random.default_rng(5)
+    rgb8 = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    rgb8[0, :8] = [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255],
+                   [128, 128, 128], [255, 255, 0], [0, 255, 255]]
+    yuv = colorspace.rgb_to_yuv(rgb8.astype(np.float32) / 255.0)
+    ycrcb = cv2.cvtColor(rgb8, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    # OpenCV's Cr and Cb are V and U. It rounds Y to 8 bits before computing them
+    # from R - Y and B - Y, then rounds again: up to 0.5 * 0.713 + 0.5 apart.
+    np.testing.assert_allclose(yuv[..., 0], ycrcb[..., 0], atol=0.51)
+    np.testing.assert_allclose(yuv[..., 1], ycrcb[..., 2], atol=0.9)
+    np.testing.assert_allclose(yuv[..., 2], ycrcb[..., 1], atol=0.9)
+    back = colorspace.yuv_to_rgb(yuv)
+    np.testing.assert_allclose(back, rgb8 / 255.0, atol=1e-5)
+    assert yuv[0, 5, 1] == pytest.approx(128.0, abs=1e-3)  # gray has U = V = 128
+
+
+def test_uv_targets_and_their_decoding():
+    lab = np.array([[[60.0, 0.0, 0.0], [50.0, 40.0, 30.0], [70.0, -30.0, 50.0]]], np.float32)
+    lab8 = colorspace.lab_to_lab8(lab)
+    uv01 = colorspace.lab8_to_uv01(lab8)
+    expected = colorspace.rgb_to_yuv(colorspace.lab8_to_rgb(lab8))[..., 1:] / 255.0
+    np.testing.assert_allclose(uv01, expected, atol=1e-6)
+    # Gray stays gray; a colour comes back near its own ab (Y is taken from L, not
+    # from the colour, so only near).
+    ab = colorspace.ab_from_uv(colorspace.lab8_to_lab(lab8)[..., 0], uv01 * 255.0)
+    np.testing.assert_allclose(ab[0, 0], [0.0, 0.0], atol=0.6)
+    true_ab = colorspace.lab8_to_lab(lab8)[..., 1:]
+    assert np.hypot(*(ab[0, 1:] - true_ab[0, 1:]).T).max() < 12.0
+    assert np.all(np.sign(ab[0, 1:]) == np.sign(true_ab[0, 1:]))

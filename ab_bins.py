@@ -183,18 +183,6 @@ def annealed_mean(logits, centres, temperature=TEMPERATURE):
     return ops.matmul(z, ops.convert_to_tensor(centres, "float32"))
 
 
-def decoded_ab01(outputs, temperature=None, centres=None):
-    """The model's colour output as NumPy ab01 ((ab + 128) / 255): the regression
-    head's "ab" as it is, the classification head's "ab_bins" by annealed mean
-    (temperature None: TEMPERATURE)."""
-    if "ab" in outputs:
-        return ops.convert_to_numpy(outputs["ab"]).astype(np.float32)
-    centres = gamut_bins() if centres is None else centres
-    temperature = TEMPERATURE if temperature is None else temperature
-    ab = ops.convert_to_numpy(annealed_mean(outputs["ab_bins"], centres, temperature))
-    return ((ab + 128.0) / 255.0).astype(np.float32)
-
-
 @keras.saving.register_keras_serializable(package="colorization")
 class RebalancedSoftCrossEntropy(keras.losses.Loss):
     """Zhang et al.'s multinomial cross-entropy with class rebalancing:

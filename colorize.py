@@ -47,8 +47,11 @@ def load_model(path):
     except Exception as e:  # noqa: BLE001 (Keras raises many types for a bad file)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"not a loadable Keras model ({first[:160]})") from None
-    if not isinstance(model.output, dict) or not ({"ab", "ab_bins"} & set(model.output)):
-        raise ModelError("not a colorization model (no 'ab' or 'ab_bins' output)")
+    from decoding import COLOUR_KEYS
+
+    if not isinstance(model.output, dict) or not (set(COLOUR_KEYS) & set(model.output)):
+        raise ModelError("not a colorization model (no colour output: "
+                         + ", ".join(COLOUR_KEYS) + ")")
     if "ab_bins" in model.output:
         from ab_bins import gamut_bins
 
@@ -56,6 +59,12 @@ def load_model(path):
         if q != len(gamut_bins()):
             raise ModelError(f"the model predicts {q} ab bins but resources/ab_gamut_bins.txt "
                              f"has {len(gamut_bins())}")
+    import histograms
+
+    mode = histograms.output_mode(model.output)
+    if mode and int(model.output[histograms.MODES[mode]].shape[-1]) != 2 * histograms.BINS:
+        raise ModelError(f"the model predicts {model.output[histograms.MODES[mode]].shape[-1]} "
+                         f"histogram logits; histograms.py has 2 x {histograms.BINS}")
     return model
 
 
@@ -107,17 +116,18 @@ def network_input(pixels, max_side):
 class Colorizer:
     """A trained model rewired for any size; `predict` runs a batch of same-size inputs.
 
-    Any kind of model train.py writes: Iizuka et al.'s network with either head,
-    or Zhang et al.'s; a classification head is decoded by annealed mean at
+    Any kind of model train.py writes (Iizuka et al.'s network with either head,
+    Zhang et al.'s, Larsson et al.'s, Varga & Szirányi's), decoded by
+    decoding.decoded_ab01; a classification head by annealed mean at
     `temperature` (T = 1: the mean of the predicted distribution, T -> 0: its mode).
     """
 
     def __init__(self, model, with_reference=False, temperature=None):
-        from build_model import any_size_model, is_zhang
+        from build_model import ARCH_NAMES, any_size_model, has_global_features, model_arch
 
-        if with_reference and is_zhang(model):
-            raise ModelError("this model (Zhang et al.'s network) has no global features, "
-                             "so it cannot take them from a reference image")
+        if with_reference and not has_global_features(model):
+            raise ModelError(f"this model ({ARCH_NAMES[model_arch(model)]}'s network) has no "
+                             "global features, so it cannot take them from a reference image")
         self.global_size = int(model.input_shape[1] or 224)
         self.net = any_size_model(model, self.global_size, with_global_input=with_reference)
         self.with_reference = with_reference
@@ -126,10 +136,11 @@ class Colorizer:
 
     def predict(self, gray_batch, reference=None):
         """(n, h, w, 1) L/100 -> (ab01 at the network's output resolution (h/2 x w/2
-        or, for Zhang et al.'s network, h/4 x w/4), class probabilities or None)."""
+        for Iizuka et al.'s network, h/4 x w/4 for Zhang's and Larsson's, h x w for
+        Varga's), class probabilities or None)."""
         from keras import ops
 
-        from ab_bins import decoded_ab01
+        from decoding import decoded_ab01
 
         x = np.asarray(gray_batch, np.float32)
         if self.with_reference:
@@ -137,7 +148,7 @@ class Colorizer:
             out = self.net({"gray": x, "global_gray": ref}, training=False)
         else:
             out = self.net(x, training=False)
-        ab = decoded_ab01(out, self.temperature)
+        ab = decoded_ab01(out, self.temperature, gray=x)
         probs = ops.convert_to_numpy(out["scene"]) if "scene" in out else None
         return ab, probs
 

@@ -80,32 +80,46 @@ def upsample_ab(ab01, size):
                                             interpolation=cv2.INTER_LINEAR)) for a in ab01])
 
 
-def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=None):
+def display_names(paths):
+    """A short, distinct name per model path: its last two path parts (run/model.keras),
+    more where two models would otherwise share a name."""
+    parts = [os.path.normpath(os.path.abspath(p)).split(os.sep) for p in paths]
+    depth = 2
+    while True:
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names) or depth >= max(len(p) for p in parts):
+            return names
+        depth += 1
+
+
+def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=None, name=None):
     """{name: f(lab8 batch) -> ab (n, H, W, 2)} for a model and, if asked, its ablation
-    (Iizuka et al.'s network only: Zhang et al.'s has no global features). A
+    (Iizuka et al.'s network only: the others have no global features). A
     classification head is decoded by annealed mean at `temperature`."""
     from keras import ops
 
-    from ab_bins import decoded_ab01
-    from build_model import global_and_local_models, is_zhang
+    from build_model import ARCH_NAMES, global_and_local_models, has_global_features, model_arch
     from colorize import load_model
+    from decoding import decoded_ab01
 
     model = load_model(path)
-    name = "/".join(os.path.normpath(os.path.abspath(path)).split(os.sep)[-2:])
+    name = name or display_names([path])[0]
     size = eval_set.lab8.shape[1]
 
     def gray(lab8):
         return lab8[..., :1].astype(np.float32) * LAB8_TO_MODEL  # as read_input feeds it
 
     def predict(lab8):
-        out = [decoded_ab01(model(gray(lab8[i:i + batch]), training=False), temperature)
-               for i in range(0, len(lab8), batch)]
+        out = []
+        for i in range(0, len(lab8), batch):
+            x = gray(lab8[i:i + batch])
+            out.append(decoded_ab01(model(x, training=False), temperature, gray=x))
         return upsample_ab(np.concatenate(out), size)
 
     predictors = {name: predict}
-    if ablate and is_zhang(model):
-        print(f"evaluate.py: {name} has no global features (Zhang et al.'s network); "
-              "nothing to ablate", file=sys.stderr)
+    if ablate and not has_global_features(model):
+        print(f"evaluate.py: {name} has no global features ({ARCH_NAMES[model_arch(model)]}'s "
+              "network); nothing to ablate", file=sys.stderr)
     elif ablate:
         import read_input
 
@@ -242,8 +256,8 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
 
     eval_set = EvalSet(data_dir, split, crop_size, limit)
     predictors = baseline_predictors(eval_set)
-    for path in models:
-        predictors.update(model_predictors(path, data_dir, eval_set, ablate_global,
+    for path, name in zip(models, display_names(models)):
+        predictors.update(model_predictors(path, data_dir, eval_set, ablate_global, name=name,
                                            temperature=temperature))
     os.makedirs(out, exist_ok=True)
     results, curves, predictions, per_image = {}, {}, {}, []

@@ -176,7 +176,7 @@ def finish_job(job, ab, probs, args, names):
 
 def run(args):
     """Colorizes every input; returns the exit status."""
-    from build_model import is_zhang
+    from build_model import ARCH_NAMES, has_global_features, model_arch
     from colorize import Colorizer, ModelError, class_names_for, load_model, network_input
 
     items, failed = collect_inputs(args.inputs, args.recursive)
@@ -190,9 +190,9 @@ def run(args):
     model_path = args.model or default_model()
     try:
         model = load_model(model_path)
-        if args.reference and is_zhang(model):
+        if args.reference and not has_global_features(model):
             raise UsageError(f"--reference needs a model with global features; {model_path} "
-                             "is Zhang et al.'s network, which has none")
+                             f"is {ARCH_NAMES[model_arch(model)]}'s network, which has none")
         reference = None
         if args.reference:
             ref_pixels, _ = decode_pixels(read_bytes(args.reference))

@@ -12,7 +12,6 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-import ab_bins
 import metrics
 from atomic_io import partial_path, write_json_atomic
 from colorspace import compose_rgb, model_to_ab, to_uint8
@@ -157,16 +156,21 @@ class SamplePictures(keras.callbacks.Callback):
     sample_ab_rmse and sample_auc. A classification head is decoded by annealed
     mean at `temperature`."""
 
-    def __init__(self, run_dir, lightness, ab_true, temperature=None):
+    def __init__(self, run_dir, lightness, target, temperature=None, key="ab"):
+        from decoding import target_ab01
+
         super().__init__()
         self.dir = os.path.join(run_dir, "samples")
-        self.lightness, self.ab_true, self.temperature = lightness, ab_true, temperature
+        self.lightness, self.temperature = lightness, temperature
+        self.ab_true = target_ab01(key, target, lightness)
 
     def on_epoch_end(self, epoch, logs=None):
         import cv2
 
-        pred = ab_bins.decoded_ab01(self.model.predict(self.lightness, verbose=0),
-                                    self.temperature)
+        from decoding import decoded_ab01
+
+        pred = decoded_ab01(self.model.predict(self.lightness, verbose=0), self.temperature,
+                            gray=self.lightness)
         if logs is not None:
             pred_ab, true_ab = model_to_ab(pred), model_to_ab(self.ab_true)
             logs["sample_ab_rmse"] = metrics.ab_rmse(pred_ab, true_ab)

@@ -42,3 +42,10 @@ def test_missing_model_or_data_is_a_usage_error(tmp_path, scenes_dataset):
                               check=False, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert "evaluate.py: error:" in proc.stderr
+
+
+def test_models_with_the_same_run_folder_name_get_distinct_names():
+    names = evaluate.display_names(["/x/a/run/model.keras", "/x/b/run/model.keras",
+                                    "/x/c/other/model.keras"])
+    assert names == ["a/run/model.keras", "b/run/model.keras", "c/other/model.keras"]
+    assert evaluate.display_names(["runs/demo/model.keras"]) == ["demo/model.keras"]

@@ -18,6 +18,7 @@ import ab_bins
 import build_model
 import colorize
 import colorspace
+import decoding
 import evaluate
 import model_train
 import read_input
@@ -79,12 +80,12 @@ def test_short_training_lowers_the_rebalanced_loss(zhang_run, scenes_dataset):
 def test_saved_model_loads_in_safe_mode_and_runs_at_any_size(zhang_run):
     _, result, _ = zhang_run
     model = colorize.load_model(result["model"])
-    assert build_model.is_zhang(model) and "scene" not in model.output
+    assert build_model.model_arch(model) == "zhang" and "scene" not in model.output
     x = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32)
     colorizer = colorize.Colorizer(model)
     ab, probs = colorizer.predict(x)
     assert probs is None and ab.shape == (2, 56, 56, 2)
-    direct = ab_bins.decoded_ab01(model(x, training=False))
+    direct = decoding.decoded_ab01(model(x, training=False))
     np.testing.assert_allclose(ab, direct, atol=1e-4)  # any-size wiring = training model
     for h, w in [(37, 101), (300, 200)]:
         ab, _ = colorizer.predict(np.random.rand(1, h, w, 1).astype(np.float32))

@@ -14,8 +14,9 @@ resized to 224 x 224. Both map L / 100 in [0, 1] to
 With `cfg.model.head == "classification"` the last layer predicts logits over
 the quantized ab bins instead ("ab_bins", Zhang et al.'s output; ab_bins.py),
 and `cfg.model.arch == "zhang"` builds Zhang et al.'s own network
-(zhang_model.py, output "ab_bins" at quarter resolution); `any_size_model` and
-`--summary` handle every combination.
+(zhang_model.py, output "ab_bins" at quarter resolution); "larsson" and "varga"
+build the VGG-16 hypercolumn networks of Larsson et al. and Varga & Szirányi
+(hypercolumn_model.py). `any_size_model` and `--summary` handle every combination.
 
 Width is scaled by `cfg.model.width` (the demo preset uses 1/8); the paper preset
 is the full network. Mixed precision: call `set_precision(policy)` before
@@ -135,8 +136,23 @@ def _colour_key(num_bins):
     return "ab_bins" if num_bins else "ab"
 
 
+ARCHES = ("iizuka", "zhang", "larsson", "varga")
+ARCH_NAMES = {"iizuka": "Iizuka et al. 2016", "zhang": "Zhang et al. 2016",
+              "larsson": "Larsson et al. 2016", "varga": "Varga & Szirányi 2016"}
+
+
+def check_arch(cfg):
+    if cfg.model.arch not in ARCHES:
+        raise ValueError(f"unknown arch {cfg.model.arch!r} ({', '.join(ARCHES)})")
+    if cfg.model.arch == "larsson" and cfg.model.histogram not in ("lab", "hue_chroma"):
+        raise ValueError(f"unknown histogram {cfg.model.histogram!r} (lab or hue_chroma)")
+
+
 def num_bins_for(cfg):
     """Q when the config asks for the classification head, else 0."""
+    check_arch(cfg)
+    if cfg.model.arch in ("larsson", "varga"):
+        return 0  # their own outputs (colour_key)
     if cfg.model.head not in ("regression", "classification"):
         raise ValueError(f"unknown head {cfg.model.head!r} (regression or classification)")
     if cfg.model.head == "regression":
@@ -149,16 +165,28 @@ def num_bins_for(cfg):
 
 
 def colour_key(cfg):
-    """The name of the model's colour output for this config: "ab" or "ab_bins"."""
+    """The name of the model's colour output for this config (decoding.py lists them)."""
+    if cfg.model.arch == "larsson":
+        import histograms
+
+        check_arch(cfg)
+        return histograms.MODES[cfg.model.histogram]
+    if cfg.model.arch == "varga":
+        return "uv"
     return _colour_key(num_bins_for(cfg))
 
 
 def output_stride(cfg):
-    """Input size / colour output size: 2 for the Iizuka network, 4 for Zhang's."""
+    """Input size / colour output size: 2 for the Iizuka network, 4 for Zhang's and
+    Larsson's, 1 for Varga's."""
     if cfg.model.arch == "zhang":
         import zhang_model
 
         return zhang_model.OUTPUT_STRIDE
+    if cfg.model.arch in ("larsson", "varga"):
+        import hypercolumn_model
+
+        return hypercolumn_model.OUTPUT_STRIDE[cfg.model.arch]
     return 2
 
 
@@ -167,9 +195,27 @@ def model_num_bins(model):
     return int(model.output["ab_bins"].shape[-1]) if "ab_bins" in model.output else 0
 
 
-def is_zhang(model):
-    """True for Zhang et al.'s network (no global path), False for Iizuka's."""
-    return not any(layer.name == "fusion" for layer in model.layers)
+def model_arch(model):
+    """Which network a built (or loaded) model is: one of ARCHES."""
+    names = {layer.name for layer in model.layers}
+    if "fusion" in names:
+        return "iizuka"
+    if "conv8_1" in names:
+        return "zhang"
+    if "uv" in model.output:
+        return "varga"
+    return "larsson"
+
+
+def has_global_features(model):
+    """Only Iizuka et al.'s network has a global path (style transfer, ablation)."""
+    return model_arch(model) == "iizuka"
+
+
+def _histogram_bins():
+    import histograms
+
+    return histograms.BINS
 
 
 def _class_head(L, fc512, num_classes):
@@ -192,8 +238,14 @@ def build_model(cfg, input_size=224):
         import zhang_model
 
         return zhang_model.build(_Layers(cfg.model.width), num_bins, input_size)
-    if cfg.model.arch != "iizuka":
-        raise ValueError(f"unknown arch {cfg.model.arch!r} (iizuka or zhang)")
+    if cfg.model.arch in ("larsson", "varga"):
+        import hypercolumn_model
+
+        key = colour_key(cfg)
+        units = 2 if key == "uv" else 2 * _histogram_bins()
+        # The VGG-16 weights are loaded by the caller (model_train.py) on a fresh run.
+        return hypercolumn_model.build(_Layers(cfg.model.width), cfg.model.arch, key, units,
+                                       input_size)
     num_classes = cfg.model.num_classes
     L = _Layers(cfg.model.width)
     gray = keras.Input((input_size, input_size, 1), name="gray")
@@ -219,13 +271,21 @@ def any_size_model(model, global_size=224, with_global_input=False):
     """
     L = _Layers(model=model)
     num_bins = model_num_bins(model)
-    if is_zhang(model):
-        if with_global_input:
-            raise ValueError("Zhang et al.'s network has no global features to take from "
-                             "another image")
+    arch = model_arch(model)
+    if arch != "iizuka" and with_global_input:
+        raise ValueError(f"{ARCH_NAMES[arch]}'s network has no global features to take from "
+                         "another image")
+    if arch == "zhang":
         import zhang_model
 
         return zhang_model.build(L, num_bins, input_size=None)
+    if arch in ("larsson", "varga"):
+        import hypercolumn_model
+        from decoding import colour_key as output_key
+
+        key = output_key(model.output)
+        return hypercolumn_model.build(L, arch, key, int(model.output[key].shape[-1]),
+                                       input_size=None)
     gray = keras.Input((None, None, 1), name="gray")
     source = keras.Input((None, None, 1), name="global_gray") if with_global_input else gray
     resize = keras.layers.Resizing(global_size, global_size, antialias=True,
@@ -322,9 +382,18 @@ def summary_text(cfg, model):
     bn = count_bn_params(model)
     colour = (f"classification head over {model_num_bins(model)} ab bins"
               if model_num_bins(model) else "regression head (ab)")
-    if is_zhang(model):
+    arch = model_arch(model)
+    if arch in ("larsson", "varga"):
+        from decoding import colour_key as output_key
+
+        key = output_key(model.output)
+        colour = {"lab_hist": "Lab marginal histograms (2 x 32 bins)",
+                  "hue_chroma_hist": "hue and chroma histograms (2 x 32 bins)",
+                  "uv": "U and V of YUV at full resolution"}[key]
+    if arch != "iizuka":
         return "\n".join(lines + [
-            "", f"preset {cfg.preset} (Zhang et al. 2016), width {cfg.model.width:g}, {colour}",
+            "", (f"preset {cfg.preset} ({ARCH_NAMES[arch]}), width {cfg.model.width:g}, "
+                 f"{colour}"),
             (f"weights and biases: {total:,} ({total / 1e6:.2f}M); batch-norm parameters "
              f"{bn:,} more"),
             f"forward pass: {gflops:.2f} GFLOP per 224x224 image"])
@@ -354,6 +423,8 @@ def main(argv=None):
     p.add_argument("--width", type=float, help="channel width multiplier")
     p.add_argument("--head", choices=["regression", "classification"],
                    help="ab output: regression (Iizuka) or logits over the ab bins (Zhang)")
+    p.add_argument("--histogram", choices=["lab", "hue_chroma"],
+                   help="Larsson et al.'s output: Lab marginals or hue/chroma")
     p.add_argument("--summary", action="store_true", help="print layers, parameters and GFLOPs")
     args = p.parse_args(argv)
     overrides = {}
@@ -363,8 +434,14 @@ def main(argv=None):
         overrides["width"] = args.width
     if args.head is not None:
         overrides["head"] = args.head
+    if args.histogram is not None:
+        overrides["histogram"] = args.histogram
     cfg = get_config(args.preset, model=overrides)
-    model = build_model(cfg)
+    try:
+        model = build_model(cfg)
+    except ValueError as e:
+        print(f"build_model.py: error: {e}", file=sys.stderr)
+        return 2
     if args.summary:
         print(summary_text(cfg, model))
     else:

@@ -10,6 +10,11 @@ network predicting a distribution over the quantized ab bins, Adam with their
 settings) and `zhang-demo` its 1/8-width, CPU-sized version. `model.head =
 "classification"` gives the Iizuka network Zhang's output and loss instead of
 the regression (model_train.py --head classification).
+`larsson` is Larsson et al. 2016 (hypercolumns of an ImageNet VGG-16 predicting
+per-pixel hue/chroma or Lab histograms) and `varga` Varga & Szirányi 2016 (a
+hypercolumn of VGG-16's first three blocks regressing U and V of YUV, SGD with
+their schedule); `larsson-demo` and `varga-demo` are 1/8-width versions trained
+from scratch (no pretrained weights exist for a narrowed VGG-16).
 The resolved config is saved as JSON in every run directory (`to_dict`), and
 `from_dict` restores it, so a run can be understood and resumed from its folder.
 """
@@ -33,10 +38,16 @@ class ModelConfig:
     width: float = 1.0  # multiplies every layer's channel count
     num_classes: int = 205  # 0 leaves the classification head out
     global_size: int = 224  # the global network's fixed input size (7x7 before FC)
-    arch: str = "iizuka"  # iizuka (Iizuka et al. 2016) | zhang (Zhang et al. 2016)
+    # iizuka (Iizuka et al. 2016) | zhang (Zhang et al. 2016) | larsson (Larsson et
+    # al. 2016) | varga (Varga & Szirányi 2016)
+    arch: str = "iizuka"
     # regression: ab by MSE (Iizuka); classification: logits over the quantized ab
     # bins, rebalanced soft cross-entropy, annealed-mean decoding (Zhang).
     head: str = "regression"
+    histogram: str = "hue_chroma"  # Larsson et al.'s output: hue_chroma | lab (marginals)
+    # VGG-16 backbone (larsson, varga): "imagenet" (downloaded where the machine is
+    # online, else random with a warning), a local weights file, or "none" (random).
+    backbone_weights: str = "imagenet"
 
 
 @dataclass
@@ -44,10 +55,15 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 11
     steps_per_epoch: int = 0  # 0: one pass over the training split
-    optimizer: str = "adadelta"  # the paper's; "adam" is the alternative
+    optimizer: str = "adadelta"  # the paper's; "adam" and "sgd" are the alternatives
     learning_rate: float = 1.0
+    momentum: float = 0.0  # SGD only
+    # Step decay: the learning rate is multiplied by lr_decay_factor every
+    # lr_decay_epochs epochs (0: constant).
+    lr_decay_epochs: float = 0.0
+    lr_decay_factor: float = 0.5
     beta_2: float = 0.999  # Adam only
-    # Adam only; Keras applies it decoupled from the gradient (AdamW-style), where
+    # Adam and SGD; Keras applies it decoupled from the gradient (AdamW-style), where
     # Caffe, Zhang et al.'s framework, adds it to the gradient as an L2 term.
     weight_decay: float = 0.0
     class_loss_weight: float = 1.0 / 300.0  # alpha; 0 when the data has no labels
@@ -94,6 +110,38 @@ PRESETS = {
                   "width": 0.125},
         "train": {"batch_size": 32, "epochs": 8, "optimizer": "adam",
                   "learning_rate": 2e-3, "beta_2": 0.99, "weight_decay": 1e-3,
+                  "class_loss_weight": 0.0},
+        "data": {"shuffle_buffer": 512},
+    },
+    # Larsson et al.: ImageNet VGG-16 fine-tuned with the hypercolumn head. The
+    # seed gives no optimizer; SGD with momentum 0.9 and their code's weight decay
+    # of 1e-6 is the usual way to fine-tune VGG-16.
+    "larsson": {
+        "model": {"arch": "larsson", "num_classes": 0, "histogram": "hue_chroma",
+                  "backbone_weights": "imagenet"},
+        "train": {"batch_size": 16, "epochs": 10, "optimizer": "sgd", "learning_rate": 1e-3,
+                  "momentum": 0.9, "weight_decay": 1e-6, "class_loss_weight": 0.0},
+    },
+    "larsson-demo": {
+        "model": {"arch": "larsson", "num_classes": 0, "histogram": "hue_chroma",
+                  "width": 0.125, "backbone_weights": "none"},
+        "train": {"batch_size": 32, "epochs": 8, "optimizer": "adam", "learning_rate": 2e-3,
+                  "class_loss_weight": 0.0},
+        "data": {"shuffle_buffer": 512},
+    },
+    # Varga & Szirányi: SGD, learning rate 8e-2, weight decay 8e-7, halved every 300
+    # epochs (the seed gives no momentum, batch size or length).
+    "varga": {
+        "model": {"arch": "varga", "num_classes": 0, "backbone_weights": "imagenet"},
+        "train": {"batch_size": 16, "epochs": 20, "optimizer": "sgd", "learning_rate": 8e-2,
+                  "weight_decay": 8e-7, "lr_decay_epochs": 300, "lr_decay_factor": 0.5,
+                  "class_loss_weight": 0.0},
+    },
+    # From scratch, the seed's SGD at 8e-2 diverges within a few steps (a NaN loss
+    # at step 4, measured); Adam as in the other demo presets.
+    "varga-demo": {
+        "model": {"arch": "varga", "num_classes": 0, "width": 0.125, "backbone_weights": "none"},
+        "train": {"batch_size": 32, "epochs": 8, "optimizer": "adam", "learning_rate": 2e-3,
                   "class_loss_weight": 0.0},
         "data": {"shuffle_buffer": 512},
     },

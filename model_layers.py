@@ -7,6 +7,8 @@ import keras
 from keras import ops
 
 PACKAGE = "colorization"
+# Caffe's ImageNet means (B, G, R) that VGG-16's weights expect subtracted.
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -101,3 +103,17 @@ class CropToHalfOf(CropToFractionOf):
 
     def __init__(self, divisor=2, **kwargs):
         super().__init__(divisor, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VGGGrayInput(keras.layers.Layer):
+    """L / 100 (B, H, W, 1) -> the gray image as VGG-16 reads it: 0-255 in three
+    (B, G, R) channels, each with its ImageNet mean subtracted."""
+
+    def call(self, x):
+        gray = ops.cast(x, self.compute_dtype) * 255.0
+        mean = ops.convert_to_tensor(VGG_MEAN_BGR, self.compute_dtype)
+        return ops.concatenate([gray, gray, gray], -1) - mean
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (3,)

@@ -9,7 +9,11 @@ Loss: MSE on the half-resolution ab plus alpha x cross-entropy on the scene clas
 --optimizer adam. A classification head (--preset zhang / zhang-demo, or
 --head classification on the Iizuka network) is trained with Zhang et al.'s
 soft-encoded cross-entropy over the ab bins, rebalanced by the colour prior in
-the dataset's dataset.json (ab_bins.py). The run directory holds everything about the run:
+the dataset's dataset.json (ab_bins.py); Larsson et al.'s histograms (--preset
+larsson, larsson-demo) by KL divergence (histograms.py); Varga & Szirányi's U, V
+(--preset varga, varga-demo) by cross-entropy. On a fresh run of the VGG-16
+presets the backbone's weights are loaded first (--vgg-weights; ImageNet by
+default). The run directory holds everything about the run:
 
     config.json        the resolved configuration
     model.keras        the model after the last finished epoch; best.keras: best val_loss
@@ -93,9 +97,26 @@ def choose_strategy(logical_devices=0):
     return tf.distribute.get_strategy(), "one device"
 
 
-def make_optimizer(cfg):
+def learning_rate(cfg, steps_per_epoch=None):
+    """The configured rate, or a staircase schedule halving (lr_decay_factor) it every
+    lr_decay_epochs epochs (a serializable Keras schedule, so it resumes)."""
     import keras
 
+    if not cfg.train.lr_decay_epochs or not steps_per_epoch:
+        return cfg.train.learning_rate
+    return keras.optimizers.schedules.ExponentialDecay(
+        cfg.train.learning_rate, decay_steps=max(1, round(cfg.train.lr_decay_epochs
+                                                          * steps_per_epoch)),
+        decay_rate=cfg.train.lr_decay_factor, staircase=True)
+
+
+def make_optimizer(cfg, steps_per_epoch=None):
+    import keras
+
+    if cfg.train.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate(cfg, steps_per_epoch),
+                                    momentum=cfg.train.momentum,
+                                    weight_decay=cfg.train.weight_decay or None)
     if cfg.train.optimizer == "adadelta":
         return keras.optimizers.Adadelta(learning_rate=cfg.train.learning_rate, rho=0.95,
                                          epsilon=1e-6)
@@ -103,15 +124,28 @@ def make_optimizer(cfg):
         return keras.optimizers.Adam(learning_rate=cfg.train.learning_rate,
                                      beta_2=cfg.train.beta_2,
                                      weight_decay=cfg.train.weight_decay or None)
-    raise ValueError(f"unknown optimizer {cfg.train.optimizer!r} (adadelta or adam)")
+    raise ValueError(f"unknown optimizer {cfg.train.optimizer!r} (adadelta, adam or sgd)")
 
 
-def compile_model(model, cfg, with_labels, rebalancing=None):
+def compile_model(model, cfg, with_labels, rebalancing=None, steps_per_epoch=None):
     """Compiles with the head's loss; rebalancing: the (Q,) class weights of a
     classification head (None: unweighted)."""
     import keras
 
-    if "ab_bins" in model.output:
+    import histograms
+
+    mode = histograms.output_mode(model.output)
+    if mode:  # Larsson et al.: KL divergence of the per-pixel histograms
+        key = histograms.MODES[mode]
+        losses, weights = {key: histograms.HistogramKL(mode)}, {key: 1.0}
+    elif "uv" in model.output:
+        # Varga & Szirányi's cross-entropy between the target and predicted U, V in
+        # [0, 1]. The seed writes it as -sum UV log UV_p, which alone is smallest at
+        # UV_p = 1 whatever the target; with the (1 - UV) log(1 - UV_p) term it is
+        # the binary cross-entropy, smallest at UV_p = UV.
+        losses = {"uv": keras.losses.BinaryCrossentropy(name="uv_xent")}
+        weights = {"uv": 1.0}
+    elif "ab_bins" in model.output:
         from ab_bins import RebalancedSoftCrossEntropy, gamut_bins
 
         losses = {"ab_bins": RebalancedSoftCrossEntropy(gamut_bins(), rebalancing)}
@@ -122,7 +156,8 @@ def compile_model(model, cfg, with_labels, rebalancing=None):
     if with_labels:
         losses["scene"] = keras.losses.SparseCategoricalCrossentropy(name="scene_xent")
         weights["scene"] = cfg.train.class_loss_weight
-    model.compile(optimizer=make_optimizer(cfg), loss=losses, loss_weights=weights)
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=losses,
+                  loss_weights=weights)
     return model
 
 
@@ -190,8 +225,8 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     if state and state.get("finished"):
         return {"status": "already finished", "run_dir": run_dir, **state}
 
-    # Zhang et al.'s network has no scene head.
-    with_labels = summary["num_classes"] > 0 and cfg.model.arch != "zhang"
+    # Only Iizuka et al.'s network has a scene head.
+    with_labels = summary["num_classes"] > 0 and cfg.model.arch == "iizuka"
     cfg.model.num_classes = summary["num_classes"] if with_labels else 0
     if not with_labels:
         cfg.train.class_loss_weight = 0.0
@@ -224,8 +259,13 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
         rebalancing = ab_bins.weights_from_histogram(*ab_bins.summary_histogram(summary),
                                                      ab_bins.gamut_bins())
     with strategy.scope():
-        model = compile_model(build_model.build_model(cfg), cfg, with_labels, rebalancing)
+        model = compile_model(build_model.build_model(cfg), cfg, with_labels, rebalancing,
+                              steps)
         state = TrainingState(run_dir).restore(model)
+        if not state and cfg.model.arch in ("larsson", "varga"):
+            import hypercolumn_model
+
+            hypercolumn_model.load_backbone_weights(model, cfg.model.backbone_weights)
     epoch0 = state["epoch"] if state else 0
     step0 = state["step_in_epoch"] if state else 0
     best = state.get("best_val_loss", math.inf) if state else math.inf
@@ -245,7 +285,7 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     # SamplePictures adds its metrics to the epoch's logs, so it runs before the loggers.
     callbacks = [nan_guard,
                  SamplePictures(run_dir, samples[0].numpy(), samples[1][target["ab_key"]].numpy(),
-                                cfg.inference.temperature),
+                                cfg.inference.temperature, key=target["ab_key"]),
                  checkpointing, bar,
                  keras.callbacks.CSVLogger(csv_path, append=True),
                  keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
@@ -320,10 +360,16 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, help="global batch size")
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
     p.add_argument("--learning-rate", type=float)
-    p.add_argument("--optimizer", choices=["adadelta", "adam"])
+    p.add_argument("--optimizer", choices=["adadelta", "adam", "sgd"])
     p.add_argument("--head", choices=["regression", "classification"],
                    help="ab output of the Iizuka network: regression (MSE, the paper's) or "
                         "Zhang et al.'s classification over ab bins")
+    p.add_argument("--histogram", choices=["lab", "hue_chroma"],
+                   help="Larsson et al.'s output (--preset larsson / larsson-demo): Lab "
+                        "marginals or hue/chroma (the preset's default)")
+    p.add_argument("--vgg-weights", metavar="FILE|imagenet|none",
+                   help="VGG-16 weights of the larsson / varga presets: imagenet (download), "
+                        "a local file of the convolutional weights, or none (random)")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--logical-cpus", type=int, default=0,
@@ -353,7 +399,8 @@ def resolve_config(args):
                                "learning_rate": args.learning_rate, "optimizer": args.optimizer,
                                "precision": args.precision, "seed": args.seed}.items()
              if v is not None}
-    model = {"head": args.head} if args.head else {}
+    model = {k: v for k, v in {"head": args.head, "histogram": args.histogram,
+                               "backbone_weights": args.vgg_weights}.items() if v is not None}
     return get_config(args.preset, train=train, model=model), run_dir
 
 
@@ -361,9 +408,15 @@ def build_model_checks(cfg):
     """Raises ValueError for a config no network can be built from."""
     import build_model
 
+    build_model.check_arch(cfg)
     build_model.num_bins_for(cfg)
-    if cfg.model.arch not in ("iizuka", "zhang"):
-        raise ValueError(f"unknown arch {cfg.model.arch!r} (iizuka or zhang)")
+    weights = cfg.model.backbone_weights
+    if cfg.model.arch in ("larsson", "varga") and weights not in ("imagenet", "none", ""):
+        if not os.path.isfile(weights):
+            raise ValueError(f"VGG-16 weights file not found: {weights}")
+        if cfg.model.width != 1.0:
+            raise ValueError("pretrained VGG-16 weights need the full-width network; the "
+                             f"{cfg.preset} preset has width {cfg.model.width:g}")
 
 
 def main(argv=None):
@@ -386,11 +439,15 @@ def main(argv=None):
                   flush=True)
         return 0
     import read_input
+    from hypercolumn_model import WeightsError
 
     try:
         result = train(cfg, args.data, run_dir, logical_devices=args.logical_cpus,
                        progress=sys.stderr.isatty(), save_every_steps=args.save_every)
     except read_input.DatasetError as e:
+        print(f"model_train.py: error: {e}", file=sys.stderr)
+        return 2
+    except WeightsError as e:  # a VGG-16 weights file that does not load
         print(f"model_train.py: error: {e}", file=sys.stderr)
         return 2
     except TrainingError as e:

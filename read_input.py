@@ -11,6 +11,9 @@
 Both are the stored lab8 bytes divided by 255 (see colorspace.LAB8_TO_MODEL).
 A model whose colour output is at another resolution or named otherwise (Zhang
 et al.'s "ab_bins" at quarter resolution) asks for it with ab_stride / ab_key.
+ab_key "uv" (Varga & Szirányi) gets U and V of YUV / 255 instead of ab, computed
+from the stored Lab by colorspace.lab8_to_uv01 (the one implementation of the
+conversion, run through tf.numpy_function).
 
 Training: shuffled shard order, parallel interleave, a shuffle buffer, a random
 crop and flip per example, repeated forever. Evaluation: the centre crop, files
@@ -89,10 +92,24 @@ def center_crop(lab8, crop_size):
                            [crop_size, crop_size, 3])
 
 
+def uv_target(lab8_batch, stride=1):
+    """Batched lab8 -> U and V / 255 (B, h/stride, w/stride, 2), area-averaged."""
+    from colorspace import lab8_to_uv01
+
+    uv = tf.numpy_function(lab8_to_uv01, [lab8_batch], tf.float32, stateful=False)
+    uv = tf.ensure_shape(uv, lab8_batch.shape[:-1].concatenate([2]))
+    return tf.nn.avg_pool2d(uv, stride, stride, "VALID") if stride > 1 else uv
+
+
 def to_model_io(lab8_batch, labels, with_labels, ab_stride=2, ab_key="ab"):
     """Batched lab8 crops -> (L, {ab_key: ab at 1/ab_stride resolution, "scene": labels})."""
     x = tf.cast(lab8_batch, tf.float32)
     lightness = x[..., :1] * LAB8_TO_MODEL
+    if ab_key == "uv":
+        targets = {"uv": uv_target(lab8_batch, ab_stride)}
+        if with_labels:
+            targets["scene"] = labels
+        return lightness, targets
     # Area downsampling to the colorization network's output resolution. Pooling
     # all three channels and slicing after is measured 1.4x faster than pooling
     # the 2-channel slice.

@@ -1,0 +1,187 @@
+"""Hypercolumn colorization on a VGG-16 backbone: Larsson et al. 2016 and Varga &
+Szirányi 2016.
+
+    python build_model.py --preset larsson --summary
+    python build_model.py --preset varga --summary
+
+The backbone is VGG-16's convolutional part with keras.applications' layer
+names (block1_conv1 ... block5_conv3), reading the grayscale image replicated
+to three channels with VGG's own preprocessing (`VGGGrayInput`), so that
+ImageNet weights load layer by layer (`load_backbone_weights`).
+
+Larsson et al. (`--preset larsson`): the hypercolumn of conv1_2, conv2_2, conv3_3,
+conv4_3 and conv5_3 at 1/4 of the input resolution (finer maps area-averaged,
+coarser ones bilinearly upsampled; 1,472 channels at full width), a 1x1
+convolution of 1,024 units with ReLU (their h_fc1), and a 1x1 convolution to the
+2K logits of two marginal histograms ("lab_hist" or "hue_chroma_hist";
+histograms.py). Their fc6/fc7 (as convolutions) are left out: keras.applications'
+convolutional VGG-16 has no weights for them, and they are 120M of its 138M
+parameters. Larsson et al. sample 128 hypercolumns per image in training; here
+the whole 1/4-resolution grid is trained, which is what inference computes.
+
+Varga & Szirányi (`--preset varga`): the VGG-16 layers before the third max-pool
+(conv1_2, conv2_2, conv3_3) upsampled to the input's size and concatenated with
+the 3-channel input: T, 451 channels at full width. Two convolutions read T: a
+3x3 of 128 channels, and a 3x3 of 16 on top of it; their concatenation Q (144
+channels, the seed's matrix Q) is mapped by a 1x1 convolution with a sigmoid to
+U and V of YUV / 255 ("uv"), at the input's full resolution.
+
+Any size: the input is zero-padded to a multiple of 16 (Larsson: conv5_3 is at
+1/16) or 4 (Varga) and the output cropped back (model_layers.py).
+"""
+
+import sys
+import warnings
+
+import keras
+
+from model_layers import CropToFractionOf, PadToMultiple, VGGGrayInput
+
+# (block, number of 3x3 convolutions, filters) of VGG-16 (Simonyan & Zisserman).
+VGG16_BLOCKS = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]
+LARSSON_LAYERS = ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3",
+                  "block5_conv3"]
+LARSSON_STRIDE = 4  # output resolution: 1/4 of the input
+LARSSON_HIDDEN = 1024
+VARGA_LAYERS = ["block1_conv2", "block2_conv2", "block3_conv3"]
+VARGA_CONVS = [128, 16]
+PAD = {"larsson": 16, "varga": 4}
+OUTPUT_STRIDE = {"larsson": LARSSON_STRIDE, "varga": 1}
+IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+class WeightsError(ValueError):
+    """VGG-16 weights that were asked for cannot be used; str(error) says why."""
+
+
+def _conv(L, name, filters, kernel=3, activation="relu", output=False):
+    """A convolution scaled by the width (output=True: exactly `filters`, float32,
+    since the losses need the precision under mixed policies)."""
+    # He initialisation: VGG-16 has no batch normalization, and the demo presets
+    # train it from scratch. The output layer starts at zero: uniform histograms
+    # and gray U, V, whatever the scale of VGG's activations (hundreds with
+    # ImageNet weights; Larsson et al. initialise their head with sigma 1e-4).
+    return L.get(name, lambda: keras.layers.Conv2D(
+        filters if output else L.ch(filters), kernel, padding="same", activation=activation,
+        kernel_initializer="zeros" if output else "he_normal",
+        dtype="float32" if output else None, name=name))
+
+
+def vgg16_features(L, vgg_input, last_block):
+    """{layer name: activation} of VGG-16's convolutions up to block `last_block`."""
+    x, features = vgg_input, {}
+    for block, convs, filters in VGG16_BLOCKS[:last_block]:
+        if block > 1:
+            x = L.get(f"block{block - 1}_pool", lambda b=block: keras.layers.MaxPooling2D(
+                2, name=f"block{b - 1}_pool"))(x)
+        for i in range(1, convs + 1):
+            name = f"block{block}_conv{i}"
+            x = features[name] = _conv(L, name, filters)(x)
+    return features
+
+
+def _resample(L, x, name, stride, target_stride):
+    """x at 1/stride of the input's resolution -> 1/target_stride: area average
+    when finer, bilinear when coarser (strides are powers of 2)."""
+    if stride < target_stride:
+        return L.get(name, lambda: keras.layers.AveragePooling2D(
+            target_stride // stride, name=name))(x)
+    if stride > target_stride:
+        return L.get(name, lambda: keras.layers.UpSampling2D(
+            stride // target_stride, interpolation="bilinear", name=name))(x)
+    return x
+
+
+def _layer_stride(name):
+    return 2 ** (int(name[len("block")]) - 1)  # blockN is at 1/2^(N-1)
+
+
+def _larsson_head(L, vgg_input, features, out_key, out_units):
+    parts = [_resample(L, features[name], f"hyper_{name}", _layer_stride(name), LARSSON_STRIDE)
+             for name in LARSSON_LAYERS]
+    hyper = L.get("hypercolumn", lambda: keras.layers.Concatenate(name="hypercolumn"))(parts)
+    hidden = _conv(L, "h_fc1", LARSSON_HIDDEN, kernel=1)(hyper)
+    return _conv(L, out_key, out_units, kernel=1, activation=None, output=True)(hidden)
+
+
+def _varga_head(L, vgg_input, features, out_key, out_units):
+    parts = [vgg_input] + [_resample(L, features[name], f"hyper_{name}", _layer_stride(name), 1)
+                           for name in VARGA_LAYERS]
+    t = L.get("hypercolumn", lambda: keras.layers.Concatenate(name="hypercolumn"))(parts)
+    a = _conv(L, "varga_conv1", VARGA_CONVS[0])(t)
+    b = _conv(L, "varga_conv2", VARGA_CONVS[1])(a)
+    q = L.get("varga_q", lambda: keras.layers.Concatenate(name="varga_q"))([a, b])
+    return _conv(L, out_key, out_units, kernel=1, activation="sigmoid", output=True)(q)
+
+
+def build(L, variant, out_key, out_units, input_size=224):
+    """The network on an input_size x input_size L (None: any size, padded and
+    cropped back). L: build_model._Layers (fresh layers or those of a model)."""
+    if variant not in PAD:
+        raise ValueError(f"unknown hypercolumn variant {variant!r} (larsson or varga)")
+    gray = keras.Input((input_size, input_size, 1), name="gray")
+    pad = PAD[variant]
+    padded = input_size is None or input_size % pad
+    # Made anew (no weights): a 224 x 224 training model has no padding layer.
+    x = PadToMultiple(pad, name="pad_to_multiple")(gray) if padded else gray
+    vgg_input = L.get("vgg_input", lambda: VGGGrayInput(name="vgg_input"))(x)
+    if variant == "larsson":
+        out = _larsson_head(L, vgg_input, vgg16_features(L, vgg_input, 5), out_key, out_units)
+    else:
+        out = _varga_head(L, vgg_input, vgg16_features(L, vgg_input, 3), out_key, out_units)
+    if padded:
+        out = CropToFractionOf(OUTPUT_STRIDE[variant], name="crop_output")([out, gray])
+    suffix = "" if input_size else "_any_size"
+    name = {"larsson": "larsson2016", "varga": "varga2016"}[variant] + suffix
+    return keras.Model(gray, {out_key: out}, name=name)
+
+
+def backbone_layers(model):
+    """The names of the model's VGG-16 convolutions."""
+    return [layer.name for layer in model.layers
+            if layer.name.startswith("block") and "_conv" in layer.name]
+
+
+def load_backbone_weights(model, weights, log=None):
+    """Loads VGG-16 weights into the model's backbone, in place; returns a line
+    saying what was loaded.
+
+    weights: "imagenet" (keras.applications downloads them, or finds them in
+    ~/.keras/models), a local file of VGG-16's convolutional weights (Keras's
+    IMAGENET_NOTOP_FILE, or any `VGG16(include_top=False).save_weights(...)`),
+    or "none" (keep the random initialisation). If "imagenet" cannot be had,
+    training goes on from random weights with a warning: the network still
+    learns, but without the semantic features the papers build on.
+    """
+    import os
+
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    if weights in (None, "", "none"):
+        return "VGG-16 backbone: random initialisation (no pretrained weights asked for)"
+    names = backbone_layers(model)
+    widths = {model.get_layer(n).filters for n in names}
+    if not widths <= {64, 128, 256, 512}:
+        raise WeightsError("pretrained VGG-16 weights need the full-width network (width 1); "
+                         "this model is narrowed")
+    if weights != "imagenet" and not os.path.isfile(weights):
+        raise WeightsError(f"VGG-16 weights file not found: {weights}")
+    try:
+        vgg = keras.applications.VGG16(include_top=False, weights=weights,
+                                       input_shape=(None, None, 3))
+    except Exception as e:  # noqa: BLE001 (no network, a bad file: many types)
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        if weights != "imagenet":
+            raise WeightsError(f"cannot load VGG-16 weights from {weights}: {reason}") from None
+        message = ("WARNING: the ImageNet VGG-16 weights could not be downloaded "
+                   f"({reason}); the backbone starts from RANDOM weights, so the model "
+                   "lacks the pretrained features the paper relies on. Download "
+                   f"{IMAGENET_NOTOP_FILE} on a machine that is online and pass it with "
+                   "--vgg-weights FILE.")
+        warnings.warn(message, stacklevel=2)
+        log(message)
+        return message
+    for name in names:
+        model.get_layer(name).set_weights(vgg.get_layer(name).get_weights())
+    line = f"VGG-16 backbone: {len(names)} convolutions loaded from {weights}"
+    log(line)
+    return line

@@ -81,11 +81,34 @@ def val_loss(model_path, data_dir, preset):
 # ---------------------------------------------------------------- VGG-16 weights
 
 
-def test_vgg_weights_load_from_a_local_file(tmp_path):
+def write_keras2_weights(model, path):
+    """The layout of Keras 2's save_weights, that of the ImageNet file Keras downloads
+    (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = ([f"{layer.name}/{w}:0".encode() for w in ("kernel", "bias")]
+                     if layer.weights else [])
+            group.attrs["weight_names"] = names
+            for name, value in zip(names, layer.get_weights()):
+                group.create_dataset(name.decode(), data=value)
+
+
+@pytest.mark.parametrize("layout", ["keras3", "keras2"])
+def test_vgg_weights_load_from_a_local_file(tmp_path, layout):
     keras.utils.set_random_seed(1)
     vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
-    path = str(tmp_path / "vgg16_notop.weights.h5")
-    vgg.save_weights(path)
+    if layout == "keras3":
+        path = str(tmp_path / "vgg16_notop.weights.h5")
+        vgg.save_weights(path)
+    else:
+        path = str(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+        write_keras2_weights(vgg, path)
     for preset, convs in (("larsson", 13), ("varga", 7)):
         model = build_model.build_model(get_config(preset))
         names = hypercolumn_model.backbone_layers(model)

@@ -35,7 +35,7 @@ import warnings
 
 import keras
 
-from model_layers import CropToFractionOf, PadToMultiple, VGGGrayInput
+from model_layers import BilinearUpSampling, CropToFractionOf, PadToMultiple, VGGGrayInput
 
 # (block, number of 3x3 convolutions, filters) of VGG-16 (Simonyan & Zisserman).
 VGG16_BLOCKS = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]
@@ -87,8 +87,9 @@ def _resample(L, x, name, stride, target_stride):
         return L.get(name, lambda: keras.layers.AveragePooling2D(
             target_stride // stride, name=name))(x)
     if stride > target_stride:
-        return L.get(name, lambda: keras.layers.UpSampling2D(
-            stride // target_stride, interpolation="bilinear", name=name))(x)
+        # Made anew (no weights): models saved with UpSampling2D here get the same
+        # arithmetic in a form that compiles for any input size.
+        return BilinearUpSampling(stride // target_stride, name=name)(x)
     return x
 
 

@@ -117,3 +117,59 @@ class VGGGrayInput(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (3,)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BilinearUpSampling(keras.layers.Layer):
+    """Bilinear upsampling by an integer factor, equal to
+    UpSampling2D(factor, interpolation="bilinear") (half-pixel centres, edges
+    clamped), written so that it also runs on inputs whose height and width are
+    unknown when a function is traced: UpSampling2D's bilinear path asks for
+    them as Python ints. Output pixel k*j + r lies (r + 1/2)/k - 1/2 pixels from
+    input pixel j, so each of the k phases is a fixed blend of two shifted copies
+    of the input; the phases are then interleaved."""
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def _along(self, x, axis):
+        k = self.factor
+        padded = ops.concatenate([_slice(x, axis, 0, 1), x, _last(x, axis)],
+                                 axis=axis)  # edges clamped
+        n = ops.shape(x)[axis]
+        prev = _slice(padded, axis, 0, n)
+        here = _slice(padded, axis, 1, n)
+        nxt = _slice(padded, axis, 2, n)
+        phases = []
+        for r in range(k):
+            d = (r + 0.5) / k - 0.5
+            phases.append(here * (1.0 + d) - prev * d if d < 0 else here * (1.0 - d) + nxt * d)
+        stacked = ops.stack(phases, axis=axis + 1)  # (..., n, k, ...)
+        shape = ops.shape(x)
+        new_shape = [shape[i] for i in range(len(x.shape))]
+        new_shape[axis] = n * k
+        return ops.reshape(stacked, new_shape)
+
+    def call(self, x):
+        return self._along(self._along(x, 1), 2)
+
+    def compute_output_shape(self, input_shape):
+        def up(n):
+            return None if n is None else n * self.factor
+        return (input_shape[0], up(input_shape[1]), up(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def _slice(x, axis, start, length):
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(start, start + length)
+    return x[tuple(index)]
+
+
+def _last(x, axis):
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(-1, None)
+    return x[tuple(index)]

@@ -126,3 +126,22 @@ def test_global_features_from_another_image_change_the_output():
     np.testing.assert_allclose(same, plain, atol=1e-5)
     other = styled.predict({"gray": x, "global_gray": 1 - x}, verbose=0)["ab"]
     assert np.abs(other - same).max() > 1e-6  # untrained: small, but far above rounding
+
+
+def test_bilinear_upsampling_equals_keras_and_compiles_for_any_size():
+    from model_layers import BilinearUpSampling
+
+    rng = np.random.default_rng(0)
+    for factor in (2, 4):
+        x = rng.random((2, 7, 5, 3)).astype(np.float32)
+        want = keras.ops.convert_to_numpy(
+            keras.layers.UpSampling2D(factor, interpolation="bilinear")(x))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(BilinearUpSampling(factor)(x)),
+                                   want, atol=1e-6)
+    gray = keras.Input((None, None, 3))
+    model = keras.Model(gray, BilinearUpSampling(4)(gray))
+    for h, w in [(3, 4), (6, 2), (5, 9)]:  # one compiled function, shapes unknown
+        x = rng.random((1, h, w, 3)).astype(np.float32)
+        want = keras.ops.convert_to_numpy(
+            keras.layers.UpSampling2D(4, interpolation="bilinear")(x))
+        np.testing.assert_allclose(model.predict_on_batch(x), want, atol=1e-6)

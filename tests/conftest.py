@@ -63,3 +63,24 @@ def short_run(scenes_dataset, tmp_path_factory):
     untrained.save(untrained_path)
     result = model_train.train(cfg, scenes_dataset, str(run / "run"), progress=False)
     return str(run / "run"), result, untrained_path
+
+
+def run_transform(*args):
+    """model_transform.py with these arguments, in a subprocess."""
+    import subprocess
+
+    return subprocess.run([sys.executable, os.path.join(ROOT, "model_transform.py"), *args],
+                          check=False, capture_output=True, text=True, timeout=600)
+
+
+def colorized_chroma(source, result):
+    """Checks that the image file `result` has the size and the lightness (within 1)
+    of `source`; returns its mean chroma |ab|."""
+    import colorspace
+
+    src, got = cv2.imread(source), cv2.imread(result)
+    assert got is not None and got.shape == src.shape
+    lab_in = colorspace.rgb_to_lab(src[..., ::-1].astype(np.float32) / 255.0)
+    lab_out = colorspace.rgb_to_lab(got[..., ::-1].astype(np.float32) / 255.0)
+    assert np.abs(lab_out[..., 0] - lab_in[..., 0]).max() < 1.0
+    return float(np.hypot(lab_out[..., 1], lab_out[..., 2]).mean())

@@ -4,15 +4,13 @@ classification head on the Iizuka network."""
 
 import csv
 import os
-import subprocess
-import sys
 
 import cv2
 import keras
 import matplotlib.cbook
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import colorized_chroma, run_transform
 
 import ab_bins
 import build_model
@@ -112,21 +110,12 @@ def test_transform_and_evaluate_take_a_zhang_model_with_no_extra_flags(
         zhang_run, scenes_dataset, tmp_path):
     _, result, _ = zhang_run
     out = str(tmp_path / "hopper_color.png")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "model_transform.py"), PHOTO,
-                           "--model", result["model"], "--out", out],
-                          check=False, capture_output=True, text=True, timeout=600)
+    proc = run_transform(PHOTO, "--model", result["model"], "--out", out)
     assert proc.returncode == 0, proc.stderr
-    src, got = cv2.imread(PHOTO), cv2.imread(out)
-    assert got.shape == src.shape
-    lab_in = colorspace.rgb_to_lab(src[..., ::-1].astype(np.float32) / 255.0)
-    lab_out = colorspace.rgb_to_lab(got[..., ::-1].astype(np.float32) / 255.0)
-    assert np.abs(lab_out[..., 0] - lab_in[..., 0]).max() < 1.0
-    assert np.hypot(lab_out[..., 1], lab_out[..., 2]).mean() > 3.0  # coloured
+    assert colorized_chroma(PHOTO, out) > 3.0  # coloured
 
-    ref = subprocess.run([sys.executable, os.path.join(ROOT, "model_transform.py"), PHOTO,
-                          "--model", result["model"], "--reference", PHOTO, "--out",
-                          str(tmp_path / "ref.png")],
-                         check=False, capture_output=True, text=True, timeout=600)
+    ref = run_transform(PHOTO, "--model", result["model"], "--reference", PHOTO, "--out",
+                        str(tmp_path / "ref.png"))
     assert ref.returncode == 2 and "Traceback" not in ref.stderr
     assert "needs a model with global features" in ref.stderr.splitlines()[-1]
 

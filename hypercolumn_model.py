@@ -143,6 +143,20 @@ def backbone_layers(model):
             if layer.name.startswith("block") and "_conv" in layer.name]
 
 
+def check_weights(weights, full_width):
+    """Raises WeightsError when the weights asked for cannot be loaded into the
+    network (checked before training starts, and again when loading)."""
+    import os
+
+    if weights in (None, "", "none"):
+        return
+    if not full_width:
+        raise WeightsError("pretrained VGG-16 weights need the full-width network (width 1); "
+                           "this one is narrowed")
+    if weights != "imagenet" and not os.path.isfile(weights):
+        raise WeightsError(f"VGG-16 weights file not found: {weights}")
+
+
 def load_backbone_weights(model, weights, log=None):
     """Loads VGG-16 weights into the model's backbone, in place; returns a line
     saying what was loaded.
@@ -154,18 +168,11 @@ def load_backbone_weights(model, weights, log=None):
     training goes on from random weights with a warning: the network still
     learns, but without the semantic features the papers build on.
     """
-    import os
-
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if weights in (None, "", "none"):
         return "VGG-16 backbone: random initialisation (no pretrained weights asked for)"
     names = backbone_layers(model)
-    widths = {model.get_layer(n).filters for n in names}
-    if not widths <= {64, 128, 256, 512}:
-        raise WeightsError("pretrained VGG-16 weights need the full-width network (width 1); "
-                         "this model is narrowed")
-    if weights != "imagenet" and not os.path.isfile(weights):
-        raise WeightsError(f"VGG-16 weights file not found: {weights}")
+    check_weights(weights, {model.get_layer(n).filters for n in names} <= {64, 128, 256, 512})
     try:
         vgg = keras.applications.VGG16(include_top=False, weights=weights,
                                        input_shape=(None, None, 3))

@@ -410,13 +410,10 @@ def build_model_checks(cfg):
 
     build_model.check_arch(cfg)
     build_model.num_bins_for(cfg)
-    weights = cfg.model.backbone_weights
-    if cfg.model.arch in ("larsson", "varga") and weights not in ("imagenet", "none", ""):
-        if not os.path.isfile(weights):
-            raise ValueError(f"VGG-16 weights file not found: {weights}")
-        if cfg.model.width != 1.0:
-            raise ValueError("pretrained VGG-16 weights need the full-width network; the "
-                             f"{cfg.preset} preset has width {cfg.model.width:g}")
+    if cfg.model.arch in ("larsson", "varga"):
+        import hypercolumn_model
+
+        hypercolumn_model.check_weights(cfg.model.backbone_weights, cfg.model.width == 1.0)
 
 
 def main(argv=None):

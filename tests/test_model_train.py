@@ -183,3 +183,15 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path, scenes_dataset):
     # 11% apart after epochs 1 and 2 (and the loss falls in both runs).
     np.testing.assert_allclose(a, b, rtol=0.2)
     assert a[1] < a[0] and b[1] < b[0]
+
+
+def test_step_decay_schedule_halves_the_rate_every_n_epochs():
+    cfg = get_config("varga")  # SGD 8e-2, halved every 300 epochs
+    rate = model_train.learning_rate(cfg, steps_per_epoch=10)
+    assert float(rate(0)) == pytest.approx(8e-2)
+    assert float(rate(2999)) == pytest.approx(8e-2)
+    assert float(rate(3000)) == pytest.approx(4e-2)
+    assert float(rate(6000)) == pytest.approx(2e-2)
+    optimizer = model_train.make_optimizer(cfg, steps_per_epoch=10)
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert model_train.learning_rate(get_config("demo"), steps_per_epoch=10) == 2e-3

@@ -32,8 +32,16 @@ TRANSFORM_MEGAPIXELS = (0.25, 1, 4, 12)
 
 
 def device_info():
+    """The host, the Keras backend and the GPUs it computes on (none: the CPU)."""
+    import keras
+
+    from model_train import gpus
+
     return {"machine": platform.machine(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), "python": platform.python_version()}
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "keras": keras.__version__, "backend": keras.backend.backend(),
+            "gpus": [{"name": name, "compute_capability": f"{cc[0]}.{cc[1]}"}
+                     for name, cc in gpus()]}
 
 
 def peak_rss_mb():
@@ -141,12 +149,17 @@ def _compiled(fn):
     return fn
 
 
-def bench_matmul(dtype, n=4096, repeats=10):
+def bench_matmul(dtype, n=None, repeats=10):
     """Dense n x n matrix product in `dtype`: GFLOP/s of the best repetition (the
     limit the device reaches, used as the peak) and of the median."""
     import keras
     from keras import ops
 
+    from model_train import gpus
+
+    # A GPU finishes a 4096^3 product in well under a millisecond, where the call's
+    # own overhead would count; 8192 is what its peak is quoted at.
+    n = n or (8192 if gpus() else 4096)
     a = keras.random.normal((n, n), dtype=dtype, seed=1)
     b = keras.random.normal((n, n), dtype=dtype, seed=2)
 
@@ -415,7 +428,11 @@ def main(argv=None):
 
         auto, why = choose_precision("auto")
         report["auto_policy"] = {"policy": auto, "why": why}
-        report["matmul_peak"] = [bench_matmul(d) for d in ("float32", "bfloat16")]
+        dtypes = ["float32", "bfloat16"]
+        for policy in args.policies.split(",") + [auto]:
+            if compute_dtype(policy) not in dtypes:
+                dtypes.append(compute_dtype(policy))
+        report["matmul_peak"] = [bench_matmul(d) for d in dtypes]
         peaks = {r["dtype"]: r["gflops"] for r in report["matmul_peak"]}
         for r in report["matmul_peak"]:
             print(f"matmul peak {r['dtype']:8s} (n={r['n']}): {r['gflops']:.0f} GFLOP/s "

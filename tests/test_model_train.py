@@ -130,6 +130,14 @@ def test_auto_precision_says_why():
     assert model_train.choose_precision("float32") == ("float32", "requested")
 
 
+@pytest.mark.parametrize("cc, expected", [((9, 0), "mixed_bfloat16"), ((8, 0), "mixed_bfloat16"),
+                                          ((7, 5), "mixed_float16"), ((6, 1), "float32")])
+def test_auto_precision_on_a_gpu_follows_its_compute_capability(monkeypatch, cc, expected):
+    monkeypatch.setattr(model_train, "gpus", lambda: [("Some GPU", cc)])
+    policy, why = model_train.choose_precision("auto")
+    assert policy == expected and f"{cc[0]}.{cc[1]}" in why
+
+
 def read_log(run):
     with open(os.path.join(run, "log.csv"), encoding="utf-8") as f:
         return list(csv.DictReader(f))

@@ -337,10 +337,11 @@ def sample_photos(folder, count, megapixels=0.2, seed=0):
     return paths
 
 
-def bench_build(count=600, repeats=3):
+def bench_build(count=600, repeats=3, whole_count=3000):
     """input_create.py on ~0.2 MP JPEGs: images/s in one process (per core, the
-    2^24-colour table already built), beside only decoding the same files; and
-    a whole build with one worker per core (wall clock, startup included)."""
+    2^24-colour table already built), beside only decoding the same files; the
+    worker pool's steady rate with one worker per core; and a whole build of
+    `whole_count` photos (wall clock, startup and TensorFlow's import included)."""
     import cv2
 
     import colorspace
@@ -370,11 +371,20 @@ def bench_build(count=600, repeats=3):
         encode = [encode_pass() for _ in range(repeats)]
         decode = [decode_pass() for _ in range(repeats)]
         workers = os.cpu_count() or 1
-        srcs, names, kind = input_create.folder_sources(os.path.join(tmp, "photos"), flat=True)
+        sample_photos(os.path.join(tmp, "many"), whole_count, seed=1)
+        srcs, names, kind = input_create.folder_sources(os.path.join(tmp, "many"), flat=True)
+        # The pool alone: photos/s between the 10% and the 100% mark, once every
+        # worker has started and built its colour table.
+        marks = {}
+        start = time.perf_counter()
+        for i, _ in enumerate(input_create.encode_all(srcs, workers, encode_source)):
+            if i + 1 in (whole_count // 10, whole_count):
+                marks[i + 1] = time.perf_counter() - start
+        pool = (whole_count - whole_count // 10) / (marks[whole_count] - marks[whole_count // 10])
         start = time.perf_counter()
         input_create.build(os.path.join(tmp, "data"), srcs, names, kind, workers=workers,
                            progress=False)
-        whole = count / (time.perf_counter() - start)
+        whole = whole_count / (time.perf_counter() - start)
     rates = [r for r, _ in encode]
     sizes = encode[0][1]
     result = {"photos": count, "megapixels": 0.2, "table_build_s": table_s,
@@ -383,11 +393,15 @@ def bench_build(count=600, repeats=3):
               "decode_only_images_per_s": float(np.median(decode)),
               "mean_example_kb": float(np.mean(sizes) / 1024),
               "max_example_kb": float(np.max(sizes) / 1024),
-              "whole_build_images_per_s": whole, "whole_build_workers": workers}
+              "workers": workers, "pool_images_per_s": pool,
+              "pool_images_per_s_per_worker": pool / workers,
+              "whole_build_photos": whole_count, "whole_build_images_per_s": whole}
     print(f"build: {result['images_per_s_one_process']:.0f} photos/s in one process (min "
           f"{result['min']:.0f}, max {result['max']:.0f}); only decoding them: "
-          f"{result['decode_only_images_per_s']:.0f}/s; whole build with {workers} workers "
-          f"{whole:.0f} photos/s; examples {result['mean_example_kb']:.0f} KB on average, "
+          f"{result['decode_only_images_per_s']:.0f}/s; {workers} worker processes "
+          f"{pool:.0f} photos/s ({pool / workers:.0f} per worker); a whole build of "
+          f"{whole_count} photos {whole:.0f} photos/s; examples "
+          f"{result['mean_example_kb']:.0f} KB on average, "
           f"{result['max_example_kb']:.0f} KB at most; colour table built in {table_s:.1f} s",
           flush=True)
     return result

@@ -194,9 +194,16 @@ def _rgb8_table():
     return table.view(np.uint32).reshape(-1)
 
 
+def build_rgb8_table():
+    """Builds this process's table now (a worker that knows many photos are coming)."""
+    global _table
+    if _table is None:
+        _table = _rgb8_table()
+
+
 def rgb8_to_lab8(rgb8, use_table=None):
     """uint8 RGB (..., 3) -> lab8, exactly rgb_to_lab8(rgb8 / 255), fast for many images."""
-    global _table, _pixels_converted
+    global _pixels_converted
     rgb8 = np.asarray(rgb8)
     if rgb8.dtype != np.uint8:
         raise TypeError(f"rgb8_to_lab8 needs uint8 input, got {rgb8.dtype}")
@@ -205,8 +212,7 @@ def rgb8_to_lab8(rgb8, use_table=None):
         use_table = _table is not None or _pixels_converted > TABLE_AFTER_PIXELS
     if not use_table:
         return rgb_to_lab8(rgb8.astype(np.float32) / 255.0)
-    if _table is None:
-        _table = _rgb8_table()
+    build_rgb8_table()
     index = ((rgb8[..., 0].astype(np.int32) << 16) | (rgb8[..., 1].astype(np.int32) << 8)
              | rgb8[..., 2])
     packed = np.take(_table, index)

@@ -76,7 +76,10 @@ def ab_histogram(lab8, counts=None):
 def mean_chroma(lab8, counts=None):
     """Mean of sqrt(a^2 + b^2) over the pixels."""
     counts = ab_counts(lab8) if counts is None else counts
-    return float(counts @ _CHROMA_OF_AB16 / max(counts.sum(), 1))
+    # einsum's own loop, not `@`: BLAS's threads spin after each call, and in the
+    # builder's worker processes they took the other workers' cores (measured: 2
+    # workers built 140 photos/s together where one alone built 220).
+    return float(np.einsum("i,i->", counts, _CHROMA_OF_AB16) / max(counts.sum(), 1))
 
 
 def encode_lab8(lab8):

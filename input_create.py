@@ -28,6 +28,7 @@ Exit status: 0 done, 2 usage error.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -242,20 +243,47 @@ def _is_complete(out, split, i, n):
             and os.path.exists(os.path.join(out, PARTS_DIR, name + ".json")))
 
 
-def _init_worker():
+def _init_worker(build_table):
     import cv2
     cv2.setNumThreads(1)  # the pool is the parallelism
+    if build_table:
+        import colorspace
+
+        colorspace.build_rgb8_table()
 
 
-def encode_all(jobs, workers, encode):
+def encode_all(jobs, workers, encode, stored_size=256):
     """Yields Encoded results in job order, from a pool of spawned workers."""
     if workers <= 1:
         yield from map(encode, jobs)
         return
+    import colorspace
+
+    # A worker with enough photos ahead builds the RGB -> Lab table at once rather
+    # than converting its first photos the slow way before it pays off.
+    build_table = len(jobs) * stored_size ** 2 > workers * colorspace.TABLE_AFTER_PIXELS
     # spawn, not fork: the parent may already hold TensorFlow's threads.
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
+    with _single_threaded_children(), ctx.Pool(workers, initializer=_init_worker,
+                                               initargs=(build_table,)) as pool:
         yield from pool.imap(encode, jobs, chunksize=8)
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Worker processes started inside see one thread for BLAS/OpenMP (read when
+    they import NumPy): the pool is the parallelism, and idle BLAS threads spin."""
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
 
 
 def write_summary(out, layout, class_names, meta):
@@ -324,7 +352,7 @@ def build(out, sources, class_names, layout_kind, stored_size=256, val_fraction=
 
         bar = tqdm(total=len(jobs), unit="img", desc=f"building {os.path.basename(out)}",
                    disable=not progress, dynamic_ncols=True)
-        results = encode_all([src for _, src in jobs], workers, encode)
+        results = encode_all([src for _, src in jobs], workers, encode, stored_size)
         for split, i, n in todo:
             writer = ShardWriter(tf, out, split, i, n, len(class_names))
             for _ in layout[split][i]:

@@ -202,6 +202,34 @@ def test_synthetic_build_is_deterministic_and_split_across_tasks(tmp_path, scene
     assert a == b
 
 
+def test_worker_pool_writes_what_one_process_writes(tmp_path):
+    rng = np.random.default_rng(5)
+    write_photos(tmp_path / "src", 12, rng)
+    sources, names, kind = input_create.folder_sources(str(tmp_path / "src"), flat=True)
+    outs = {}
+    for workers in (1, 2):
+        outs[workers] = str(tmp_path / f"w{workers}")
+        assert input_create.build(outs[workers], sources, names, kind, val_fraction=0.2,
+                                  workers=workers, progress=False) is not None
+    assert _digest(outs[1]) == _digest(outs[2]) and len(_digest(outs[1])) == 2
+
+
+def test_worker_processes_get_single_threaded_blas(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with input_create._single_threaded_children():
+        assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_a_worker_with_many_photos_ahead_builds_the_colour_table_at_once(monkeypatch):
+    monkeypatch.setattr(colorspace, "_table", None)
+    input_create._init_worker(False)
+    assert colorspace._table is None
+    input_create._init_worker(True)
+    assert colorspace._table is not None and colorspace._table.size == 1 << 24
+
+
 def test_split_is_a_stable_hash_of_the_path():
     assert input_create.split_of("a/b.jpg", 0.5) == input_create.split_of("a/b.jpg", 0.5)
     fractions = [input_create.split_of(f"x/{i}.jpg", 0.1) == "val" for i in range(5000)]

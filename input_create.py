@@ -41,6 +41,7 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
+import colorspace
 from atomic_io import write_json_atomic
 from example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, Source, encode_source
 from image_io import is_image_name
@@ -247,8 +248,6 @@ def _init_worker(build_table):
     import cv2
     cv2.setNumThreads(1)  # the pool is the parallelism
     if build_table:
-        import colorspace
-
         colorspace.build_rgb8_table()
 
 
@@ -257,8 +256,6 @@ def encode_all(jobs, workers, encode, stored_size=256):
     if workers <= 1:
         yield from map(encode, jobs)
         return
-    import colorspace
-
     # A worker with enough photos ahead builds the RGB -> Lab table at once rather
     # than converting its first photos the slow way before it pays off.
     build_table = len(jobs) * stored_size ** 2 > workers * colorspace.TABLE_AFTER_PIXELS

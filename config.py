@@ -113,6 +113,17 @@ PRESETS = {
                   "class_loss_weight": 0.0},
         "data": {"shuffle_buffer": 512},
     },
+    # The shipped real-photo model (gather_photos.py, then input_create.py with
+    # --crops-per-image): the Iizuka network at a quarter width with Zhang et al.'s
+    # classification output, which keeps colours saturated where an MSE regression
+    # averages them to brown; no scene classes (the photos carry no labels). A
+    # shuffle buffer over the whole dataset, so one batch mixes many photos' crops.
+    "real": {
+        "model": {"width": 0.25, "num_classes": 0, "head": "classification"},
+        "train": {"batch_size": 32, "epochs": 60, "optimizer": "adam", "learning_rate": 1e-3,
+                  "class_loss_weight": 0.0},
+        "data": {"shuffle_buffer": 4096},
+    },
     # Larsson et al.: ImageNet VGG-16 fine-tuned with the hypercolumn head. The
     # seed gives no optimizer; SGD with momentum 0.9 and their code's weight decay
     # of 1e-6 is the usual way to fine-tune VGG-16.

@@ -6,6 +6,8 @@ an `Encoded` result: the lossless PNG of the 8-bit Lab image plus the numbers th
 dataset summary needs, or the reason the source was skipped.
 """
 
+import functools
+import hashlib
 from dataclasses import dataclass
 
 import cv2
@@ -28,6 +30,9 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1,
               cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FAST_FILTERS]
 
 
+CROP_MARK = "#crop"
+
+
 @dataclass
 class Source:
     """A photo on disk (path) or a synthetic scene (seed, index)."""
@@ -37,6 +42,17 @@ class Source:
     seed: int | None = None
     index: int | None = None
     reason: str | None = None  # already known to be unusable (e.g. a directory)
+    # Random crop `crop` of up to `crops` (input_create.py --crops-per-image); None:
+    # the whole photo, centre-cropped. relpath then names the crop ("a.jpg#crop03")
+    # and `group` the photo, which decides the split.
+    crop: int | None = None
+    crops: int = 1
+    crop_seed: int = 0
+    crop_min_scale: float = 0.3
+
+    @property
+    def group(self):
+        return self.relpath.split(CROP_MARK, 1)[0]
 
 
 @dataclass
@@ -47,6 +63,7 @@ class Encoded:
     size: tuple[int, int] | None = None
     ab_hist: np.ndarray | None = None
     reason: str | None = None
+    dropped: bool = False  # a crop the photo is too small to give: nothing stored
 
 
 # Every lab8 pixel's (a, b) byte pair indexes these 65536-entry tables: its bin on
@@ -96,14 +113,45 @@ def decode_lab8(png):
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1]
 
 
+@functools.lru_cache(maxsize=1)
+def _photo_pixels(path):
+    # The crops of one photo are neighbours in a shard and reach the same worker
+    # in one chunk: the last photo is decoded once for all of them.
+    return load_pixels(path)[0]
+
+
 def source_rgb(source, stored_size):
     """(RGB, label): uint8 or uint16 for photos as decoded, float for synthetic scenes,
     which carry their own class."""
     if source.seed is not None:
         from scenes import render_scene
         return render_scene(source.seed, source.index, stored_size)
-    pixels, _ = load_pixels(source.path)
+    pixels = _photo_pixels(source.path) if source.crop is not None else load_pixels(
+        source.path)[0]
     return pixels, source.label
+
+
+def crops_for(short_side, stored_size, most):
+    """How many distinct crops a photo gives: one per stored_size**2 of its short
+    side's square, at most `most` (a 320x213 photo gives 1, a 5120x2880 one many)."""
+    return int(min(most, max(1, (short_side / stored_size) ** 2)))
+
+
+def random_crop(rgb, source, stored_size):
+    """Crop `source.crop` of the photo: 0 is the whole centred square; the others a
+    square of random side (from crop_min_scale of the short side, never under
+    stored_size where the photo allows, to all of it) at a random place, the same
+    for the same photo path, crop and seed on every machine."""
+    h, w = rgb.shape[:2]
+    short = min(h, w)
+    if source.crop == 0:
+        return rgb
+    key = int.from_bytes(hashlib.sha1(source.group.encode("utf-8")).digest()[:4], "little")
+    rng = np.random.default_rng([source.crop_seed, key, source.crop])
+    low = min(short, max(stored_size, round(source.crop_min_scale * short)))
+    side = int(rng.integers(low, short + 1))
+    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    return rgb[top:top + side, left:left + side]
 
 
 def encode_source(source, stored_size=256, min_side=64, min_chroma=3.0):
@@ -116,6 +164,10 @@ def encode_source(source, stored_size=256, min_side=64, min_chroma=3.0):
         h, w = rgb.shape[:2]
         if min(h, w) < min_side:
             raise ImageError(f"too small: {w}x{h} (short side under {min_side} px)")
+        if source.crop is not None:
+            if source.crop >= crops_for(min(h, w), stored_size, source.crops):
+                return Encoded(source.relpath, label, dropped=True)
+            rgb = random_crop(rgb, source, stored_size)
         # 8-bit photos are resized as bytes and converted by table lookup (the
         # fast path); 16-bit photos and rendered scenes go through float.
         small = resize_short_side_and_center_crop(rgb, stored_size)

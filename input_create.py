@@ -29,6 +29,7 @@ Exit status: 0 done, 2 usage error.
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -43,7 +44,7 @@ from tqdm import tqdm
 
 import colorspace
 from atomic_io import write_json_atomic
-from example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, Source, encode_source
+from example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, CROP_MARK, Source, encode_source
 from image_io import is_image_name
 
 SPLITS = ("train", "val")
@@ -158,12 +159,14 @@ def plan(sources, val_fraction, shards=None):
     """{split: [[sources of shard 0], ...]}, every shard sorted by path."""
     by_split = {s: [] for s in SPLITS}
     for src in sources:
-        by_split[split_of(src.relpath, val_fraction)].append(src)
+        # By the photo, not the crop: no photo has crops on both sides.
+        by_split[split_of(src.group, val_fraction)].append(src)
     if val_fraction > 0 and not by_split["val"] and len(by_split["train"]) > 1:
         # A tiny dataset whose hashes all landed in train still gets one val example.
-        first = min(by_split["train"], key=lambda s: _hash(s.relpath) % 1_000_000)
-        by_split["train"].remove(first)
-        by_split["val"].append(first)
+        first = min(by_split["train"], key=lambda s: _hash(s.group) % 1_000_000)
+        moved = [s for s in by_split["train"] if s.group == first.group]
+        by_split["train"] = [s for s in by_split["train"] if s.group != first.group]
+        by_split["val"] += moved
     layout = {}
     for split, items in by_split.items():
         if not items:
@@ -218,8 +221,12 @@ class ShardWriter:
         self.class_counts = np.zeros(max(num_classes, 1), np.int64)
         self.hist = np.zeros((len(AB_BIN_CENTERS),) * 2, np.int64)
         self.skipped = []
+        self.dropped = 0
 
     def add(self, enc):
+        if enc.dropped:
+            self.dropped += 1
+            return
         if enc.reason:
             self.skipped.append({"source": enc.relpath, "reason": enc.reason})
             return
@@ -234,6 +241,7 @@ class ShardWriter:
         self.writer.close()
         write_json_atomic(self.summary_path, {
             "count": self.count, "png_bytes": self.bytes, "skipped": self.skipped,
+            "crops_not_made": self.dropped,
             "class_counts": self.class_counts.tolist(), "ab_histogram": self.hist.tolist()})
         os.replace(self.partial, self.final)  # last: the shard's name means "complete"
 
@@ -286,7 +294,7 @@ def _single_threaded_children():
 def write_summary(out, layout, class_names, meta):
     """Merges the shard summaries into dataset.json; called once every shard exists."""
     n_bins = len(AB_BIN_CENTERS)
-    splits, skipped = {}, []
+    splits, skipped, not_made = {}, [], 0
     hist = np.zeros((n_bins, n_bins), np.int64)
     class_counts = {}
     total_bytes = 0
@@ -300,6 +308,7 @@ def write_summary(out, layout, class_names, meta):
             total_bytes += part["png_bytes"]
             counts += np.asarray(part["class_counts"], np.int64)
             skipped += part["skipped"]
+            not_made += part.get("crops_not_made", 0)
             if split == "train":
                 hist += np.asarray(part["ab_histogram"], np.int64)
         splits[split] = {"count": count, "files": files}
@@ -317,6 +326,8 @@ def write_summary(out, layout, class_names, meta):
         "class_counts": class_counts,
         "mean_example_bytes": round(total_bytes / max(written, 1)),
         "skipped_count": len(skipped),
+        # --crops-per-image: crops a photo was too small to give (not a problem).
+        "crops_not_made": not_made,
         "skipped": sorted(skipped, key=lambda s: s["source"]),
         "ab_histogram": {"bin_size": AB_BIN_SIZE, "centers": AB_BIN_CENTERS.tolist(),
                          "axes": ["a", "b"], "split": "train", "counts": hist.tolist()},
@@ -325,17 +336,42 @@ def write_summary(out, layout, class_names, meta):
     return summary
 
 
+def with_crops(sources, crops_per_image, seed=0, min_scale=0.3):
+    """Each photo source as up to crops_per_image random crops (1: unchanged).
+
+    A photo's crops are made (or not, for a photo too small for that many) by the
+    worker that decodes it; see example_codec.crops_for."""
+    if crops_per_image <= 1:
+        return sources
+    out = []
+    for src in sources:
+        if src.seed is not None or src.reason:
+            out.append(src)
+            continue
+        out += [dataclasses.replace(src, relpath=f"{src.relpath}{CROP_MARK}{k:02d}", crop=k,
+                                    crops=crops_per_image, crop_seed=seed,
+                                    crop_min_scale=min_scale)
+                for k in range(crops_per_image)]
+    return out
+
+
 def build(out, sources, class_names, layout_kind, stored_size=256, val_fraction=0.02,
           min_side=64, min_chroma=3.0, shards=None, workers=1, num_tasks=1, task_index=0,
-          overwrite=False, source_root=None, progress=True):
+          overwrite=False, source_root=None, progress=True, crops_per_image=1, crop_seed=0,
+          crop_min_scale=0.3):
     """Writes this task's missing shards; returns dataset.json's dict when complete, else None."""
     os.makedirs(os.path.join(out, PARTS_DIR), exist_ok=True)
+    photos = len(sources)
+    sources = with_crops(sources, crops_per_image, crop_seed, crop_min_scale)
     layout = plan(sources, val_fraction, shards)
     if layout_kind == "synthetic" and sources:
         source_root = f"seed {sources[0].seed}"  # lets evaluate.py re-render sky masks
-    meta = {"source": {"layout": layout_kind, "root": source_root, "sources": len(sources)},
+    meta = {"source": {"layout": layout_kind, "root": source_root, "sources": photos},
             "stored_size": stored_size, "val_fraction": val_fraction, "min_side": min_side,
             "min_chroma": min_chroma, "shards": {k: len(v) for k, v in layout.items()}}
+    if crops_per_image > 1:
+        meta["crops"] = {"per_image": crops_per_image, "seed": crop_seed,
+                         "min_scale": crop_min_scale}
     _check_settings(out, meta, overwrite)
 
     owned = [(split, i, len(shards_)) for split, shards_ in layout.items()
@@ -404,13 +440,24 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--num-tasks", type=int, default=1)
     p.add_argument("--task-index", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes")
+    p.add_argument("--crops-per-image", type=int, default=1, metavar="K",
+                   help="store up to K random crops of each photo at random scales (the "
+                        "first is the whole photo; a photo gives one crop per 256x256 of "
+                        "its short side's square, at most K); the split stays by photo")
+    p.add_argument("--crop-min-scale", type=float, default=0.3,
+                   help="smallest crop side as a fraction of the photo's short side (0.3)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the synthetic scenes and of the crops")
     p.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out")
     args = p.parse_args(argv)
     if not 0 <= args.task_index < args.num_tasks:
         p.error("--task-index must be in [0, --num-tasks)")
     if not 0 <= args.val_fraction < 1:
         p.error("--val-fraction must be in [0, 1)")
+    if args.crops_per_image < 1:
+        p.error("--crops-per-image must be at least 1")
+    if not 0 < args.crop_min_scale <= 1:
+        p.error("--crop-min-scale must be in (0, 1]")
     if args.synthetic is not None and args.synthetic < 1:
         p.error("--synthetic needs a positive count")
     if args.labels and not args.images:
@@ -443,7 +490,8 @@ def main(argv=None):
                         min_chroma=args.min_chroma, shards=args.shards, workers=args.workers,
                         num_tasks=args.num_tasks, task_index=args.task_index,
                         overwrite=args.overwrite, source_root=root,
-                        progress=sys.stderr.isatty())
+                        progress=sys.stderr.isatty(), crops_per_image=args.crops_per_image,
+                        crop_seed=args.seed, crop_min_scale=args.crop_min_scale)
     except UsageError as e:
         print(f"input_create.py: error: {e}", file=sys.stderr)
         return 2

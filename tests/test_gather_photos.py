@@ -167,7 +167,7 @@ def test_photo_checks_keep_a_photo_and_say_why_others_are_left_out():
     rng = np.random.default_rng(2)
     photo = colourful_image(rng, 300, 400)
     check = gather_photos.check_photo
-    args = dict(min_side=200, min_chroma=4.0, max_flat=0.35, min_colours=0.05)
+    args = {"min_side": 200, "min_chroma": 4.0, "max_flat": 0.35, "min_colours": 0.05}
     assert check(_candidate(png(photo)), **args) is None
 
     cartoon = np.zeros((300, 400, 3), np.uint8)

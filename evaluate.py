@@ -35,21 +35,67 @@ GRID_IMAGES = 6
 
 
 class EvalSet:
-    """Validation centre crops in memory: lab8, labels, names, optional sky masks."""
+    """Centre crops in memory: lab8, labels, names, the colour prior, optional sky masks.
+
+    From a built dataset's split, or (`from_folder`) from a folder of colour photos."""
 
     def __init__(self, data_dir, split, crop_size, limit):
         import read_input
 
         self.summary = read_input.load_summary(data_dir)
         parts = list(read_input.eval_crops(data_dir, split, crop_size, 64, limit))
-        self.lab8 = np.concatenate([p[0] for p in parts])
-        self.labels = np.concatenate([p[1] for p in parts])
-        self.sources = [s for p in parts for s in p[2]]
+        self._set(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                  [s for p in parts for s in p[2]], dataset_prior(self.summary))
+        self.sky = self._sky_masks(crop_size)
+
+    def _set(self, lab8, labels, sources, prior):
+        self.lab8, self.labels, self.sources, self.prior = lab8, labels, sources, prior
         self.lab = lab8_to_lab(self.lab8)
         self.truth_rgb8 = np.stack([to_uint8(lab8_to_rgb(x)) for x in self.lab8])
-        hist = self.summary["ab_histogram"]
-        self.prior = np.asarray(hist["counts"] if isinstance(hist, dict) else hist, np.float64)
-        self.sky = self._sky_masks(crop_size)
+        self.sky = None
+
+    @classmethod
+    def from_folder(cls, folder, crop_size, limit, prior=None, log=None):
+        """The colour photos of a folder, each resized (short side) and centre-cropped
+        to crop_size. The colour prior (rebalanced AuC, mean-ab baseline) is `prior`,
+        else that of these photos themselves. Unusable files are named on `log`."""
+        from colorspace import rgb8_to_lab8
+        from example_codec import ab_histogram
+        from image_io import (
+            ImageError,
+            is_image_name,
+            load_pixels,
+            resize_short_side_and_center_crop,
+        )
+
+        if not os.path.isdir(folder):
+            raise EvalError(f"--images {folder}: no such folder")
+        names = sorted(n for n in os.listdir(folder)
+                       if is_image_name(n) and os.path.isfile(os.path.join(folder, n)))
+        crops, sources = [], []
+        for name in names[:limit] if limit else names:
+            try:
+                rgb, _ = load_pixels(os.path.join(folder, name))
+            except ImageError as e:
+                (log or _warn)(f"{name}: skipped: {e}")
+                continue
+            if rgb.dtype != np.uint8:
+                rgb = (rgb >> 8).astype(np.uint8)
+            lab8 = rgb8_to_lab8(resize_short_side_and_center_crop(rgb, crop_size))
+            if np.abs(lab8[..., 1:].astype(np.int16) - 128).max() <= 1:
+                (log or _warn)(f"{name}: skipped: grayscale (no colour to compare with)")
+                continue
+            crops.append(lab8)
+            sources.append(name)
+        if not crops:
+            raise EvalError(f"--images {folder}: no colour photo to evaluate")
+        self = cls.__new__(cls)
+        self.summary = {}
+        lab8 = np.stack(crops)
+        own = sum(ab_histogram(x) for x in crops).astype(np.float64)
+        self._set(lab8, np.full(len(crops), -1, np.int64), sources,
+                  own if prior is None else prior)
+        return self
 
     def _sky_masks(self, crop_size):
         """Re-rendered sky masks when the data is the embedded scenes, else None."""
@@ -72,6 +118,20 @@ class EvalSet:
         """The training split's mean ab, from dataset.json's histogram."""
         p = self.prior / self.prior.sum()
         return np.array([(p.sum(1) * AB_BIN_CENTERS).sum(), (p.sum(0) * AB_BIN_CENTERS).sum()])
+
+
+class EvalError(Exception):
+    """A usage problem with the evaluated data; str() is the one-line reason."""
+
+
+def _warn(message):
+    print(f"evaluate.py: {message}", file=sys.stderr)
+
+
+def dataset_prior(summary):
+    """The training split's ab histogram (27 x 27 counts) recorded in dataset.json."""
+    hist = summary["ab_histogram"]
+    return np.asarray(hist["counts"] if isinstance(hist, dict) else hist, np.float64)
 
 
 def upsample_ab(ab01, size):
@@ -124,7 +184,10 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
         import read_input
 
         encoder, decoder = global_and_local_models(model)
-        train = next(read_input.eval_crops(data_dir, "train", size, 512, 512))[0]
+        # The mean over training images; evaluating a folder without --data, over
+        # the evaluated photos themselves.
+        train = (next(read_input.eval_crops(data_dir, "train", size, 512, 512))[0]
+                 if data_dir else eval_set.lab8)
         features = np.concatenate([ops.convert_to_numpy(encoder(gray(train[i:i + batch]),
                                                                 training=False))
                                    for i in range(0, len(train), batch)])
@@ -250,11 +313,22 @@ def _save(fig, path):
 
 
 def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
-             crop_size=224, temperature=None):
-    """Scores every model and baseline; writes the report files; returns the means."""
+             crop_size=224, temperature=None, images=None):
+    """Scores every model and baseline; writes the report files; returns the means.
+
+    With `images` (a folder of colour photos) those photos are scored instead of
+    the dataset's split; `data_dir`, if given too, supplies the training colour
+    prior (rebalanced AuC, mean-ab baseline) and the ablation's mean features."""
     from atomic_io import write_json_atomic
 
-    eval_set = EvalSet(data_dir, split, crop_size, limit)
+    if images:
+        prior = None
+        if data_dir:
+            import read_input
+            prior = dataset_prior(read_input.load_summary(data_dir))
+        eval_set = EvalSet.from_folder(images, crop_size, limit, prior)
+    else:
+        eval_set = EvalSet(data_dir, split, crop_size, limit)
     predictors = baseline_predictors(eval_set)
     for path, name in zip(models, display_names(models)):
         predictors.update(model_predictors(path, data_dir, eval_set, ablate_global, name=name,
@@ -270,7 +344,9 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
             per_image.append({"model": name, "image": eval_set.sources[i],
                               "label": int(eval_set.labels[i]), **r})
     write_json_atomic(os.path.join(out, "metrics.json"), {
-        "data": data_dir, "split": split, "images": len(eval_set.lab8), "crop": crop_size,
+        "data": images or data_dir, "split": "folder" if images else split,
+        "prior": ("the evaluated photos" if images and not data_dir else "training split"),
+        "images": len(eval_set.lab8), "crop": crop_size,
         "psnr_cap": metrics.PSNR_CAP, "sky_scored": eval_set.sky is not None,
         "models": results})
     tmp = partial_path(os.path.join(out, "per_image.csv"))
@@ -286,7 +362,10 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="dataset folder written by input_create.py")
+    p.add_argument("--data", help="dataset folder written by input_create.py (its --split is "
+                   "scored; with --images, its training colour prior is used)")
+    p.add_argument("--images", metavar="DIR",
+                   help="score a folder of colour photos (224 px centre crops) instead")
     p.add_argument("--split", default="val")
     p.add_argument("--model", action="append", default=[], metavar="M.keras",
                    help="a trained model (repeat for several)")
@@ -301,6 +380,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
+    if not args.data and not args.images:
+        p.error("give --data (a built dataset) or --images (a folder of colour photos)")
     from colorize import ModelError
     from read_input import DatasetError
 
@@ -310,11 +391,12 @@ def main(argv=None):
             return 2
     try:
         results, n = evaluate(args.data, args.model, args.out, args.split, args.ablate_global,
-                              args.limit, temperature=args.temperature)
-    except (DatasetError, ModelError) as e:
+                              args.limit, temperature=args.temperature, images=args.images)
+    except (DatasetError, ModelError, EvalError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
-    print(f"{n} {args.split} images of {args.data} (224x224 centre crops); AuC in %, "
+    scored = f"photos of {args.images}" if args.images else f"{args.split} images of {args.data}"
+    print(f"{n} {scored} (224x224 centre crops); AuC in %, "
           f"ab errors in ab units, PSNR capped at {metrics.PSNR_CAP:g} dB")
     print(table(results))
     print(f"report: {args.out}/metrics.json, per_image.csv, auc_curves.png, grid.png")

@@ -38,13 +38,24 @@ class UsageError(Exception):
     pass
 
 
+# Trained on about 250 real photos from Debian and PyPI packages (resources/models/
+# real-photos.md says how); used when no --model is given and no run is trained here.
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources", "models",
+                             "real-photos.keras")
+
+
 def default_model():
-    """The newest runs/*/model.keras, or UsageError saying how to train one."""
+    """(path, why): the newest runs/*/model.keras, else the shipped real-photo model,
+    else UsageError saying how to train one."""
     found = sorted(glob.glob(os.path.join("runs", "*", "model.keras")), key=os.path.getmtime)
-    if not found:
-        raise UsageError("no trained model found (runs/*/model.keras); pass --model PATH or "
-                         f"train the demo model first:\n  {MAIN_JOB}")
-    return found[-1]
+    if found:
+        return found[-1], ("your newest trained run; --model "
+                           f"{os.path.relpath(SHIPPED_MODEL)} for the shipped real-photo model")
+    if os.path.isfile(SHIPPED_MODEL):
+        return SHIPPED_MODEL, "the shipped real-photo model: no runs/*/model.keras here"
+    raise UsageError("no trained model found (runs/*/model.keras) and the shipped model "
+                     f"{SHIPPED_MODEL} is missing; pass --model PATH or train the demo model "
+                     f"first:\n  {MAIN_JOB}")
 
 
 def collect_inputs(paths, recursive):
@@ -187,7 +198,11 @@ def run(args):
     if args.out and not single and is_image_name(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} looks like a file, but there are several inputs; "
                          "give a folder")
-    model_path = args.model or default_model()
+    if args.model:
+        model_path = args.model
+    else:
+        model_path, why = default_model()
+        print(f"model: {model_path} ({why})", file=sys.stderr)
     try:
         model = load_model(model_path)
         if args.reference and not has_global_features(model):
@@ -276,7 +291,8 @@ def parse_args(argv):
     defaults = InferenceConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("inputs", nargs="+", metavar="IMG|DIR", help="images and folders")
-    p.add_argument("--model", help="trained .keras model (default: newest runs/*/model.keras)")
+    p.add_argument("--model", help="trained .keras model (default: the newest "
+                   "runs/*/model.keras, else the shipped real-photo model)")
     p.add_argument("--out", help="output folder (mirrors the input tree), or a file name for "
                                  "a single input (default: NAME_color.EXT beside each input)")
     p.add_argument("--max-side", type=int, default=defaults.max_side,

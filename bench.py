@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from atomic_io import write_json_atomic
+from colorization.atomic_io import write_json_atomic
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 TRANSFORM_MEGAPIXELS = (0.25, 1, 4, 12)
@@ -65,7 +65,7 @@ def transform_child(model_path, image_path, max_side, repeats):
     """In a fresh process: seconds per image for model_transform.py's whole path
     (read, decode, network, full-resolution colour, encode, write) and peak memory."""
     import model_transform
-    from colorize import Colorizer, load_model
+    from colorization.inference import Colorizer, load_model
 
     args = model_transform.parse_args([image_path, "--max-side", str(max_side)])
     colorizer = Colorizer(load_model(model_path))
@@ -344,9 +344,9 @@ def bench_build(count=600, repeats=3, whole_count=3000):
     `whole_count` photos (wall clock, startup and TensorFlow's import included)."""
     import cv2
 
-    import colorspace
     import input_create
-    from example_codec import Source, encode_source
+    from colorization import colorspace
+    from colorization.example_codec import Source, encode_source
 
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:

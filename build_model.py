@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
+from colorization.layers import CropToHalfOf, Fusion, PadToMultiple
 from config import PRESETS, get_config
-from model_layers import CropToHalfOf, Fusion, PadToMultiple
 
 # (filters, stride) of each network, from Table 1 of the paper.
 LOW_LEVEL = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1)]
@@ -159,7 +159,7 @@ def num_bins_for(cfg):
         if cfg.model.arch == "zhang":
             raise ValueError("Zhang et al.'s network has only the classification head")
         return 0
-    from ab_bins import gamut_bins
+    from colorization.ab_bins import gamut_bins
 
     return len(gamut_bins())
 
@@ -167,7 +167,7 @@ def num_bins_for(cfg):
 def colour_key(cfg):
     """The name of the model's colour output for this config (decoding.py lists them)."""
     if cfg.model.arch == "larsson":
-        import histograms
+        from colorization import histograms
 
         check_arch(cfg)
         return histograms.MODES[cfg.model.histogram]
@@ -180,11 +180,11 @@ def output_stride(cfg):
     """Input size / colour output size: 2 for the Iizuka network, 4 for Zhang's and
     Larsson's, 1 for Varga's."""
     if cfg.model.arch == "zhang":
-        import zhang_model
+        from colorization import zhang as zhang_model
 
         return zhang_model.OUTPUT_STRIDE
     if cfg.model.arch in ("larsson", "varga"):
-        import hypercolumn_model
+        from colorization import hypercolumn as hypercolumn_model
 
         return hypercolumn_model.OUTPUT_STRIDE[cfg.model.arch]
     return 2
@@ -213,7 +213,7 @@ def has_global_features(model):
 
 
 def _histogram_bins():
-    import histograms
+    from colorization import histograms
 
     return histograms.BINS
 
@@ -235,11 +235,11 @@ def build_model(cfg, input_size=224):
     """The training model: input_size x input_size L (224: low-level features shared)."""
     num_bins = num_bins_for(cfg)
     if cfg.model.arch == "zhang":
-        import zhang_model
+        from colorization import zhang as zhang_model
 
         return zhang_model.build(_Layers(cfg.model.width), num_bins, input_size)
     if cfg.model.arch in ("larsson", "varga"):
-        import hypercolumn_model
+        from colorization import hypercolumn as hypercolumn_model
 
         key = colour_key(cfg)
         units = 2 if key == "uv" else 2 * _histogram_bins()
@@ -276,12 +276,12 @@ def any_size_model(model, global_size=224, with_global_input=False):
         raise ValueError(f"{ARCH_NAMES[arch]}'s network has no global features to take from "
                          "another image")
     if arch == "zhang":
-        import zhang_model
+        from colorization import zhang as zhang_model
 
         return zhang_model.build(L, num_bins, input_size=None)
     if arch in ("larsson", "varga"):
-        import hypercolumn_model
-        from decoding import colour_key as output_key
+        from colorization import hypercolumn as hypercolumn_model
+        from colorization.decoding import colour_key as output_key
 
         key = output_key(model.output)
         return hypercolumn_model.build(L, arch, key, int(model.output[key].shape[-1]),
@@ -384,7 +384,7 @@ def summary_text(cfg, model):
               if model_num_bins(model) else "regression head (ab)")
     arch = model_arch(model)
     if arch in ("larsson", "varga"):
-        from decoding import colour_key as output_key
+        from colorization.decoding import colour_key as output_key
 
         key = output_key(model.output)
         colour = {"lab_hist": "Lab marginal histograms (2 x 32 bins)",

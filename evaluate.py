@@ -24,10 +24,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2
 import numpy as np
 
-import metrics
-from atomic_io import partial_path
-from colorspace import LAB8_TO_MODEL, lab8_to_lab, lab8_to_rgb, lab_to_rgb8, model_to_ab, to_uint8
-from example_codec import AB_BIN_CENTERS
+from colorization import metrics
+from colorization.atomic_io import partial_path
+from colorization.colorspace import (
+    LAB8_TO_MODEL,
+    lab8_to_lab,
+    lab8_to_rgb,
+    lab_to_rgb8,
+    model_to_ab,
+    to_uint8,
+)
+from colorization.example_codec import AB_BIN_CENTERS
 
 COLUMNS = ("ab_rmse", "auc", "auc_rebalanced", "psnr", "ssim", "colourfulness",
            "delta_colourfulness", "sky_ab_rmse", "sky_auc")
@@ -59,9 +66,9 @@ class EvalSet:
         """The colour photos of a folder, each resized (short side) and centre-cropped
         to crop_size. The colour prior (rebalanced AuC, mean-ab baseline) is `prior`,
         else that of these photos themselves. Unusable files are named on `log`."""
-        from colorspace import rgb8_to_lab8
-        from example_codec import ab_histogram
-        from image_io import (
+        from colorization.colorspace import rgb8_to_lab8
+        from colorization.example_codec import ab_histogram
+        from colorization.image_io import (
             ImageError,
             is_image_name,
             load_pixels,
@@ -103,7 +110,7 @@ class EvalSet:
         match = re.fullmatch(r"seed (\d+)", str(source.get("root")))
         if source.get("layout") != "synthetic" or not match:
             return None
-        from scenes import render_scene
+        from colorization.scenes import render_scene
 
         size = self.summary["stored_size"]
         top = (size - crop_size) // 2
@@ -159,8 +166,8 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
     from keras import ops
 
     from build_model import ARCH_NAMES, global_and_local_models, has_global_features, model_arch
-    from colorize import load_model
-    from decoding import decoded_ab01
+    from colorization.decoding import decoded_ab01
+    from colorization.inference import load_model
 
     model = load_model(path)
     name = name or display_names([path])[0]
@@ -319,7 +326,7 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
     With `images` (a folder of colour photos) those photos are scored instead of
     the dataset's split; `data_dir`, if given too, supplies the training colour
     prior (rebalanced AuC, mean-ab baseline) and the ablation's mean features."""
-    from atomic_io import write_json_atomic
+    from colorization.atomic_io import write_json_atomic
 
     if images:
         prior = None
@@ -382,7 +389,7 @@ def main(argv=None):
         p.error("--temperature must be > 0")
     if not args.data and not args.images:
         p.error("give --data (a built dataset) or --images (a folder of colour photos)")
-    from colorize import ModelError
+    from colorization.inference import ModelError
     from read_input import DatasetError
 
     for path in args.model:

@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from atomic_io import write_bytes_atomic, write_json_atomic
-from colorspace import rgb8_to_lab8
-from image_io import ImageError, decode_pixels, header_dimensions
+from colorization.atomic_io import write_bytes_atomic, write_json_atomic
+from colorization.colorspace import rgb8_to_lab8
+from colorization.image_io import ImageError, decode_pixels, header_dimensions
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 

@@ -42,10 +42,10 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
-import colorspace
-from atomic_io import write_json_atomic
-from example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, CROP_MARK, Source, encode_source
-from image_io import is_image_name
+from colorization import colorspace
+from colorization.atomic_io import write_json_atomic
+from colorization.example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, CROP_MARK, Source, encode_source
+from colorization.image_io import is_image_name
 
 SPLITS = ("train", "val")
 EXAMPLES_PER_SHARD = 1024
@@ -135,7 +135,7 @@ def list_sources(root, list_path):
 
 
 def synthetic_sources(count, seed):
-    from scenes import CLASS_NAMES
+    from colorization.scenes import CLASS_NAMES
     sources = [Source(relpath=f"scene-{i:06d}.png", seed=seed, index=i) for i in range(count)]
     return sources, list(CLASS_NAMES), "synthetic"
 

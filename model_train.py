@@ -157,7 +157,7 @@ def compile_model(model, cfg, with_labels, rebalancing=None, steps_per_epoch=Non
     classification head (None: unweighted)."""
     import keras
 
-    import histograms
+    from colorization import histograms
 
     mode = histograms.output_mode(model.output)
     if mode:  # Larsson et al.: KL divergence of the per-pixel histograms
@@ -171,7 +171,7 @@ def compile_model(model, cfg, with_labels, rebalancing=None, steps_per_epoch=Non
         losses = {"uv": keras.losses.BinaryCrossentropy(name="uv_xent")}
         weights = {"uv": 1.0}
     elif "ab_bins" in model.output:
-        from ab_bins import RebalancedSoftCrossEntropy, gamut_bins
+        from colorization.ab_bins import RebalancedSoftCrossEntropy, gamut_bins
 
         losses = {"ab_bins": RebalancedSoftCrossEntropy(gamut_bins(), rebalancing)}
         weights = {"ab_bins": 1.0}
@@ -231,9 +231,8 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
 
     import build_model
     import read_input
-    from atomic_io import write_json_atomic
-    from config import to_dict
-    from train_callbacks import (
+    from colorization.atomic_io import write_json_atomic
+    from colorization.callbacks import (
         Checkpointing,
         LearningCurves,
         NanGuard,
@@ -242,6 +241,7 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
         TrainingState,
         plot_learning_curves,
     )
+    from config import to_dict
 
     summary = read_input.load_summary(data_dir)
     os.makedirs(run_dir, exist_ok=True)
@@ -279,7 +279,7 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
                                      crop_size=cfg.data.crop_size, **target)
     rebalancing = None
     if target["ab_key"] == "ab_bins":
-        import ab_bins
+        from colorization import ab_bins
 
         rebalancing = ab_bins.weights_from_histogram(*ab_bins.summary_histogram(summary),
                                                      ab_bins.gamut_bins())
@@ -288,7 +288,7 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
                               steps)
         state = TrainingState(run_dir).restore(model)
         if not state and cfg.model.arch in ("larsson", "varga"):
-            import hypercolumn_model
+            from colorization import hypercolumn as hypercolumn_model
 
             hypercolumn_model.load_backbone_weights(model, cfg.model.backbone_weights)
     epoch0 = state["epoch"] if state else 0
@@ -436,7 +436,7 @@ def build_model_checks(cfg):
     build_model.check_arch(cfg)
     build_model.num_bins_for(cfg)
     if cfg.model.arch in ("larsson", "varga"):
-        import hypercolumn_model
+        from colorization import hypercolumn as hypercolumn_model
 
         hypercolumn_model.check_weights(cfg.model.backbone_weights, cfg.model.width == 1.0)
 
@@ -461,7 +461,7 @@ def main(argv=None):
                   flush=True)
         return 0
     import read_input
-    from hypercolumn_model import WeightsError
+    from colorization.hypercolumn import WeightsError
 
     try:
         result = train(cfg, args.data, run_dir, logical_devices=args.logical_cpus,

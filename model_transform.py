@@ -22,9 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from atomic_io import partial_path, write_bytes_atomic
+from colorization.atomic_io import partial_path, write_bytes_atomic
+from colorization.image_io import (
+    ImageError,
+    check_pixel_limit,
+    decode_pixels,
+    is_image_name,
+    read_bytes,
+)
 from config import InferenceConfig
-from image_io import ImageError, check_pixel_limit, decode_pixels, is_image_name, read_bytes
 
 OUTPUT_SUFFIX = "_color"
 MAIN_JOB = ("python input_create.py --synthetic 3000 --out data/scenes --val-fraction 0.05 && "
@@ -114,7 +120,7 @@ def write_compare(path, pixels, result, was_colour):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from colorize import lightness
+    from colorization.inference import lightness
 
     def shrink(img, side=768):
         s = side / max(img.shape[:2])
@@ -150,7 +156,7 @@ class Job:
 
 
 def load_job(path, dest, args):
-    from colorize import network_input
+    from colorization.inference import network_input
 
     data = read_bytes(path)
     check_pixel_limit(data, args.max_pixels)
@@ -165,7 +171,7 @@ def load_job(path, dest, args):
 
 
 def finish_job(job, ab, probs, args, names):
-    from colorize import colorize_pixels
+    from colorization.inference import colorize_pixels
 
     result = colorize_pixels(job.pixels, ab, job.pixels.dtype if job.pixels.dtype == np.uint16
                              else np.uint8)
@@ -188,7 +194,13 @@ def finish_job(job, ab, probs, args, names):
 def run(args):
     """Colorizes every input; returns the exit status."""
     from build_model import ARCH_NAMES, has_global_features, model_arch
-    from colorize import Colorizer, ModelError, class_names_for, load_model, network_input
+    from colorization.inference import (
+        Colorizer,
+        ModelError,
+        class_names_for,
+        load_model,
+        network_input,
+    )
 
     items, failed = collect_inputs(args.inputs, args.recursive)
     if not items and not failed:

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from colorspace import LAB8_TO_MODEL
+from colorization.colorspace import LAB8_TO_MODEL
 
 AUTOTUNE = tf.data.AUTOTUNE
 FEATURES = {
@@ -94,7 +94,7 @@ def center_crop(lab8, crop_size):
 
 def uv_target(lab8_batch, stride=1):
     """Batched lab8 -> U and V / 255 (B, h/stride, w/stride, 2), area-averaged."""
-    from colorspace import lab8_to_uv01
+    from colorization.colorspace import lab8_to_uv01
 
     uv = tf.numpy_function(lab8_to_uv01, [lab8_batch], tf.float32, stateful=False)
     uv = tf.ensure_shape(uv, lab8_batch.shape[:-1].concatenate([2]))
@@ -222,7 +222,7 @@ def show(ds, summary, path, count=16):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from colorspace import compose_rgb
+    from colorization.colorspace import compose_rgb
 
     lightness, targets = next(iter(ds.unbatch().batch(count)))
     n = lightness.shape[0]

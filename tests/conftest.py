@@ -76,7 +76,7 @@ def run_transform(*args):
 def colorized_chroma(source, result):
     """Checks that the image file `result` has the size and the lightness (within 1)
     of `source`; returns its mean chroma |ab|."""
-    import colorspace
+    from colorization import colorspace
 
     src, got = cv2.imread(source), cv2.imread(result)
     assert got is not None and got.shape == src.shape

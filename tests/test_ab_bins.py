@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-import ab_bins
+from colorization import ab_bins
 
 HALF_DIAGONAL = ab_bins.GRID * np.sqrt(2) / 2
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import build_model
+from colorization.layers import CropToHalfOf, Fusion, PadToMultiple
 from config import get_config
-from model_layers import CropToHalfOf, Fusion, PadToMultiple
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +129,7 @@ def test_global_features_from_another_image_change_the_output():
 
 
 def test_bilinear_upsampling_equals_keras_and_compiles_for_any_size():
-    from model_layers import BilinearUpSampling
+    from colorization.layers import BilinearUpSampling
 
     rng = np.random.default_rng(0)
     for factor in (2, 4):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from skimage import color
 
-import colorspace
+from colorization import colorspace
 
 
 def in_gamut_rgb(rng, n=4096):

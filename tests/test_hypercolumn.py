@@ -1,4 +1,4 @@
-"""Larsson et al. and Varga & Szirányi on VGG-16 hypercolumns (hypercolumn_model.py):
+"""Larsson et al. and Varga & Szirányi on VGG-16 hypercolumns (hypercolumn.py):
 weights from a local file, training, any-size inference, transform and evaluate."""
 
 import os
@@ -13,12 +13,10 @@ import pytest
 from conftest import ROOT, colorized_chroma, run_transform
 
 import build_model
-import colorize
-import decoding
 import evaluate
-import hypercolumn_model
 import model_train
 import read_input
+from colorization import decoding, hypercolumn, inference
 from config import get_config
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -109,10 +107,10 @@ def test_vgg_weights_load_from_a_local_file(tmp_path, layout):
         write_keras2_weights(vgg, path)
     for preset, convs in (("larsson", 13), ("varga", 7)):
         model = build_model.build_model(get_config(preset))
-        names = hypercolumn_model.backbone_layers(model)
+        names = hypercolumn.backbone_layers(model)
         assert len(names) == convs
         before = model.get_layer("block1_conv1").get_weights()[0].copy()
-        line = hypercolumn_model.load_backbone_weights(model, path, log=lambda _: None)
+        line = hypercolumn.load_backbone_weights(model, path, log=lambda _: None)
         assert f"{convs} convolutions loaded" in line
         for name in names:
             for got, want in zip(model.get_layer(name).get_weights(),
@@ -123,15 +121,15 @@ def test_vgg_weights_load_from_a_local_file(tmp_path, layout):
 
 def test_vgg_weights_errors_and_the_offline_fallback(tmp_path, monkeypatch):
     model = build_model.build_model(get_config("varga"))
-    with pytest.raises(hypercolumn_model.WeightsError, match="not found"):
-        hypercolumn_model.load_backbone_weights(model, str(tmp_path / "missing.h5"))
+    with pytest.raises(hypercolumn.WeightsError, match="not found"):
+        hypercolumn.load_backbone_weights(model, str(tmp_path / "missing.h5"))
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not an HDF5 file")
-    with pytest.raises(hypercolumn_model.WeightsError, match="cannot load"):
-        hypercolumn_model.load_backbone_weights(model, str(bad))
+    with pytest.raises(hypercolumn.WeightsError, match="cannot load"):
+        hypercolumn.load_backbone_weights(model, str(bad))
     narrow = build_model.build_model(get_config("varga-demo"))
-    with pytest.raises(hypercolumn_model.WeightsError, match="full-width"):
-        hypercolumn_model.load_backbone_weights(narrow, str(bad))
+    with pytest.raises(hypercolumn.WeightsError, match="full-width"):
+        hypercolumn.load_backbone_weights(narrow, str(bad))
 
     # Offline: "imagenet" cannot be downloaded -> random weights and a loud warning.
     # (The download is simulated failing; tests never download.)
@@ -144,11 +142,11 @@ def test_vgg_weights_errors_and_the_offline_fallback(tmp_path, monkeypatch):
     lines = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        hypercolumn_model.load_backbone_weights(model, "imagenet", log=lines.append)
+        hypercolumn.load_backbone_weights(model, "imagenet", log=lines.append)
     assert any("RANDOM weights" in str(w.message) for w in caught)
     assert "--vgg-weights" in lines[0] and "no network" in lines[0]
     np.testing.assert_array_equal(before, model.get_layer("block3_conv3").get_weights()[0])
-    assert "random" in hypercolumn_model.load_backbone_weights(model, "none", log=None)
+    assert "random" in hypercolumn.load_backbone_weights(model, "none", log=None)
 
 
 def test_model_train_refuses_pretrained_weights_for_a_narrowed_vgg(tmp_path, scenes_dataset):
@@ -205,11 +203,11 @@ def test_lab_marginals_train_on_a_fixed_batch():
 @pytest.mark.parametrize("which", ["larsson", "varga"])
 def test_saved_model_loads_in_safe_mode_and_runs_at_any_size(which, larsson_run, varga_run):
     path = (larsson_run if which == "larsson" else varga_run)[0]
-    model = colorize.load_model(path)
+    model = inference.load_model(path)
     assert build_model.model_arch(model) == which
     assert not build_model.has_global_features(model)
     stride = 4 if which == "larsson" else 1
-    colorizer = colorize.Colorizer(model)
+    colorizer = inference.Colorizer(model)
     x = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32)
     ab, probs = colorizer.predict(x)
     assert probs is None and ab.shape == (2, 224 // stride, 224 // stride, 2)
@@ -219,8 +217,8 @@ def test_saved_model_loads_in_safe_mode_and_runs_at_any_size(which, larsson_run,
         ab, _ = colorizer.predict(np.random.rand(1, h, w, 1).astype(np.float32))
         assert ab.shape == (1, -(-h // stride), -(-w // stride), 2)
         assert np.all((ab >= 0) & (ab <= 1))
-    with pytest.raises(colorize.ModelError, match="no global features"):
-        colorize.Colorizer(model, with_reference=True)
+    with pytest.raises(inference.ModelError, match="no global features"):
+        inference.Colorizer(model, with_reference=True)
 
 
 def test_transform_and_evaluate_take_both_with_no_extra_flags(

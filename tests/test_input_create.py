@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, colourful_image, write_photos
 
-import colorspace
-import example_codec
-import image_io
 import input_create
-from example_codec import decode_lab8
-from image_io import load_image, resize_short_side_and_center_crop
+from colorization import colorspace, example_codec, image_io
+from colorization.example_codec import decode_lab8
+from colorization.image_io import load_image, resize_short_side_and_center_crop
 
 
 def records(path):

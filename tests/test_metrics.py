@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import metrics
-from example_codec import AB_BIN_CENTERS
+from colorization import metrics
+from colorization.example_codec import AB_BIN_CENTERS
 
 
 def photo(rng, h=64, w=80):

@@ -14,8 +14,8 @@ from conftest import ROOT
 import build_model
 import model_train
 import read_input
+from colorization.callbacks import Checkpointing, NanGuard, TrainingState
 from config import get_config
-from train_callbacks import Checkpointing, NanGuard, TrainingState
 
 
 def tiny_cfg(**train):

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, colourful_image
 
-import colorize
-import colorspace
+from colorization import colorspace, inference
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 
@@ -101,14 +100,14 @@ def test_odd_sizes_alpha_and_sixteen_bit_are_preserved(tmp_path, model_path):
 def test_reference_changes_the_colours(tmp_path, model_path):
     import keras
 
-    model = colorize.load_model(model_path)
+    model = inference.load_model(model_path)
     rng = np.random.default_rng(3)
     image = colourful_image(rng, 120, 160)[..., ::-1]
-    gray = colorize.network_input(image, 512)[None]
-    day = colorize.network_input(np.full((50, 50, 3), 235, np.uint8), 512)
-    night = colorize.network_input(np.full((50, 50, 3), 20, np.uint8), 512)
-    plain = colorize.Colorizer(model).predict(gray)[0]
-    with_ref = colorize.Colorizer(model, with_reference=True)
+    gray = inference.network_input(image, 512)[None]
+    day = inference.network_input(np.full((50, 50, 3), 235, np.uint8), 512)
+    night = inference.network_input(np.full((50, 50, 3), 20, np.uint8), 512)
+    plain = inference.Colorizer(model).predict(gray)[0]
+    with_ref = inference.Colorizer(model, with_reference=True)
     ab_day, ab_night = with_ref.predict(gray, day)[0], with_ref.predict(gray, night)[0]
     ab_self = with_ref.predict(gray, gray[0])[0]
     keras.backend.clear_session()
@@ -200,7 +199,7 @@ def test_strip_upsampling_equals_whole_image_resize():
     ab = rng.uniform(0, 1, (13, 17, 2)).astype(np.float32)
     whole = cv2.resize(ab, (71, 601), interpolation=cv2.INTER_LINEAR)
     wide = cv2.resize(ab, (71, 13), interpolation=cv2.INTER_LINEAR)
-    strips = np.concatenate([colorize.upsample_rows(wide, top, min(256, 601 - top), 601)
+    strips = np.concatenate([inference.upsample_rows(wide, top, min(256, 601 - top), 601)
                              for top in range(0, 601, 256)])
     np.testing.assert_allclose(strips, whole, atol=1e-5)
     # And the strip-wise colorization equals the one-shot colour conversion.
@@ -208,5 +207,5 @@ def test_strip_upsampling_equals_whole_image_resize():
     lab = colorspace.rgb_to_lab(pixels.astype(np.float32) / 255.0)
     lab[..., 1:] = colorspace.model_to_ab(whole)
     expected = colorspace.to_uint8(colorspace.lab_to_rgb(colorspace.fit_chroma_to_gamut(lab)))
-    got = colorize.colorize_pixels(pixels, ab)
+    got = inference.colorize_pixels(pixels, ab)
     assert np.abs(got.astype(int) - expected).max() <= 1

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import read_input
-from example_codec import decode_lab8
+from colorization.example_codec import decode_lab8
 
 
 def stored_examples(data_dir, split):

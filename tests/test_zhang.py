@@ -12,14 +12,11 @@ import numpy as np
 import pytest
 from conftest import colorized_chroma, run_transform
 
-import ab_bins
 import build_model
-import colorize
-import colorspace
-import decoding
 import evaluate
 import model_train
 import read_input
+from colorization import ab_bins, colorspace, decoding, inference
 from config import get_config
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -77,10 +74,10 @@ def test_short_training_lowers_the_rebalanced_loss(zhang_run, scenes_dataset):
 
 def test_saved_model_loads_in_safe_mode_and_runs_at_any_size(zhang_run):
     _, result, _ = zhang_run
-    model = colorize.load_model(result["model"])
+    model = inference.load_model(result["model"])
     assert build_model.model_arch(model) == "zhang" and "scene" not in model.output
     x = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32)
-    colorizer = colorize.Colorizer(model)
+    colorizer = inference.Colorizer(model)
     ab, probs = colorizer.predict(x)
     assert probs is None and ab.shape == (2, 56, 56, 2)
     direct = decoding.decoded_ab01(model(x, training=False))
@@ -89,17 +86,17 @@ def test_saved_model_loads_in_safe_mode_and_runs_at_any_size(zhang_run):
         ab, _ = colorizer.predict(np.random.rand(1, h, w, 1).astype(np.float32))
         assert ab.shape == (1, (h + 3) // 4, (w + 3) // 4, 2)
         assert np.all((ab >= 0) & (ab <= 1))
-    with pytest.raises(colorize.ModelError, match="no global features"):
-        colorize.Colorizer(model, with_reference=True)
+    with pytest.raises(inference.ModelError, match="no global features"):
+        inference.Colorizer(model, with_reference=True)
 
 
 def test_lower_temperature_gives_more_saturated_colours(zhang_run):
     _, result, _ = zhang_run
-    model = colorize.load_model(result["model"])
-    gray = colorize.network_input(cv2.imread(PHOTO)[..., ::-1], 256)[None]
+    model = inference.load_model(result["model"])
+    gray = inference.network_input(cv2.imread(PHOTO)[..., ::-1], 256)[None]
     chroma = []
     for t in (1.0, 0.38, 0.05):
-        ab = colorspace.model_to_ab(colorize.Colorizer(model, temperature=t).predict(gray)[0])
+        ab = colorspace.model_to_ab(inference.Colorizer(model, temperature=t).predict(gray)[0])
         chroma.append(float(np.hypot(ab[..., 0], ab[..., 1]).mean()))
     # The mean of the predicted distribution is the least saturated (Zhang et al. Fig. 3).
     # Measured: mean chroma 27.6 at T = 1, 35.9 at 0.38, 40.4 at 0.05.

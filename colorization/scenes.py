@@ -21,7 +21,7 @@ dataset is the same on every machine.
 import cv2
 import numpy as np
 
-from colorspace import lab_to_rgb
+from colorization.colorspace import lab_to_rgb
 
 CLASS_NAMES = ("countryside_day", "countryside_sunset", "coast_day", "coast_sunset")
 

@@ -29,7 +29,7 @@ import numpy as np
 from keras import ops
 
 GRID = 10.0
-RESOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources",
+RESOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
                         "ab_gamut_bins.txt")
 # The paper's constants (Zhang et al. 2016, section 2.1-2.3).
 SOFT_NEIGHBOURS = 5  # soft encoding: the 5 nearest bins ...
@@ -44,7 +44,7 @@ TEMPERATURE = 0.38  # annealed mean
 
 def derive_gamut_bins(face_samples=1024):
     """(Q, 2) float32 centres of the in-gamut bins, sorted by (a, b); see the module doc."""
-    from colorspace import rgb_to_lab
+    from colorization.colorspace import rgb_to_lab
 
     def cells(rgb):
         return np.unique(np.rint(rgb_to_lab(rgb)[:, 1:] / GRID).astype(np.int32), axis=0)

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from colorspace import rgb8_to_lab8, rgb_to_lab8
-from image_io import ImageError, load_pixels, resize_short_side_and_center_crop, to_float
+from colorization.colorspace import rgb8_to_lab8, rgb_to_lab8
+from colorization.image_io import (
+    ImageError,
+    load_pixels,
+    resize_short_side_and_center_crop,
+    to_float,
+)
 
 # The colour prior is a histogram of ab on a grid of 10 (Zhang et al.'s grid),
 # bins centred on multiples of 10 from -130 to 130 so every 8-bit ab value falls in.
@@ -124,7 +129,7 @@ def source_rgb(source, stored_size):
     """(RGB, label): uint8 or uint16 for photos as decoded, float for synthetic scenes,
     which carry their own class."""
     if source.seed is not None:
-        from scenes import render_scene
+        from colorization.scenes import render_scene
         return render_scene(source.seed, source.index, stored_size)
     pixels = _photo_pixels(source.path) if source.crop is not None else load_pixels(
         source.path)[0]

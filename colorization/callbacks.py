@@ -12,9 +12,9 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-import metrics
-from atomic_io import partial_path, write_json_atomic
-from colorspace import compose_rgb, model_to_ab, to_uint8
+from colorization import metrics
+from colorization.atomic_io import partial_path, write_json_atomic
+from colorization.colorspace import compose_rgb, model_to_ab, to_uint8
 
 
 def save_model_atomic(model, path):
@@ -157,7 +157,7 @@ class SamplePictures(keras.callbacks.Callback):
     mean at `temperature`."""
 
     def __init__(self, run_dir, lightness, target, temperature=None, key="ab"):
-        from decoding import target_ab01
+        from colorization.decoding import target_ab01
 
         super().__init__()
         self.dir = os.path.join(run_dir, "samples")
@@ -167,7 +167,7 @@ class SamplePictures(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import cv2
 
-        from decoding import decoded_ab01
+        from colorization.decoding import decoded_ab01
 
         pred = decoded_ab01(self.model.predict(self.lightness, verbose=0), self.temperature,
                             gray=self.lightness)

@@ -32,13 +32,13 @@ def decoded_ab01(outputs, temperature=None, gray=None):
     temperature: the annealed mean's T for "ab_bins" (None: ab_bins.TEMPERATURE).
     gray: the network's input L / 100 (n, H, W, 1); "uv" needs it (Y comes from L).
     """
-    from colorspace import ab_to_model
+    from colorization.colorspace import ab_to_model
 
     key = colour_key(outputs)
     if key == "ab":
         return ops.convert_to_numpy(outputs["ab"]).astype(np.float32)
     if key == "ab_bins":
-        import ab_bins
+        from colorization import ab_bins
 
         t = ab_bins.TEMPERATURE if temperature is None else temperature
         ab = ops.convert_to_numpy(ab_bins.annealed_mean(outputs["ab_bins"], ab_bins.gamut_bins(), t))
@@ -47,7 +47,7 @@ def decoded_ab01(outputs, temperature=None, gray=None):
         if gray is None:
             raise ValueError("decoding U and V needs the gray input (its L gives Y)")
         return uv01_to_ab01(ops.convert_to_numpy(outputs["uv"]), gray)
-    import histograms
+    from colorization import histograms
 
     mode = histograms.output_mode(outputs)
     return ab_to_model(histograms.decode_ab(ops.convert_to_numpy(outputs[key]), mode))
@@ -57,7 +57,7 @@ def uv01_to_ab01(uv01, gray):
     """U, V / 255 (n, h, w, 2) and the gray input L / 100 (n, H, W, 1) -> ab01."""
     import cv2
 
-    from colorspace import ab_from_uv, ab_to_model
+    from colorization.colorspace import ab_from_uv, ab_to_model
 
     uv01, gray = np.asarray(uv01, np.float32), np.asarray(gray, np.float32)
     out = []

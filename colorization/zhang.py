@@ -17,7 +17,7 @@ and no class head.
 
 import keras
 
-from model_layers import CropToFractionOf, PadToMultiple
+from colorization.layers import CropToFractionOf, PadToMultiple
 
 # The same moving-statistics momentum as the Iizuka network (build_model.py), so
 # short runs evaluate with statistics that have caught up with the weights.

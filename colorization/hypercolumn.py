@@ -35,7 +35,7 @@ import warnings
 
 import keras
 
-from model_layers import BilinearUpSampling, CropToFractionOf, PadToMultiple, VGGGrayInput
+from colorization.layers import BilinearUpSampling, CropToFractionOf, PadToMultiple, VGGGrayInput
 
 # (block, number of 3x3 convolutions, filters) of VGG-16 (Simonyan & Zisserman).
 VGG16_BLOCKS = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]

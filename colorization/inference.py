@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from colorspace import (
+from colorization.colorspace import (
     fit_chroma_to_gamut,
     lab_to_rgb,
     lab_to_rgb8,
@@ -24,7 +24,7 @@ from colorspace import (
     rgb8_to_l,
     rgb_to_lab,
 )
-from image_io import to_float
+from colorization.image_io import to_float
 
 STRIP_ROWS = 256
 
@@ -37,7 +37,7 @@ def load_model(path):
     """A trained .keras model (safe mode), or ModelError with the reason."""
     import keras
 
-    import model_layers  # noqa: F401  (registers the custom layers)
+    from colorization import layers  # noqa: F401  (registers the custom layers)
 
     if not os.path.isfile(path):
         raise ModelError("model file not found" if not os.path.exists(path)
@@ -47,19 +47,19 @@ def load_model(path):
     except Exception as e:  # noqa: BLE001 (Keras raises many types for a bad file)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"not a loadable Keras model ({first[:160]})") from None
-    from decoding import COLOUR_KEYS
+    from colorization.decoding import COLOUR_KEYS
 
     if not isinstance(model.output, dict) or not (set(COLOUR_KEYS) & set(model.output)):
         raise ModelError("not a colorization model (no colour output: "
                          + ", ".join(COLOUR_KEYS) + ")")
     if "ab_bins" in model.output:
-        from ab_bins import gamut_bins
+        from colorization.ab_bins import gamut_bins
 
         q = int(model.output["ab_bins"].shape[-1])
         if q != len(gamut_bins()):
             raise ModelError(f"the model predicts {q} ab bins but resources/ab_gamut_bins.txt "
                              f"has {len(gamut_bins())}")
-    import histograms
+    from colorization import histograms
 
     mode = histograms.output_mode(model.output)
     if mode and int(model.output[histograms.MODES[mode]].shape[-1]) != 2 * histograms.BINS:
@@ -140,7 +140,7 @@ class Colorizer:
         Varga's), class probabilities or None)."""
         from keras import ops
 
-        from decoding import decoded_ab01
+        from colorization.decoding import decoded_ab01
 
         x = np.asarray(gray_batch, np.float32)
         # predict_on_batch runs one compiled function; Keras traces it with

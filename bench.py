@@ -35,7 +35,7 @@ def device_info():
     """The host, the Keras backend and the GPUs it computes on (none: the CPU)."""
     import keras
 
-    from model_train import gpus
+    from colorization.devices import gpus
 
     return {"machine": platform.machine(), "processor": platform.processor(),
             "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -155,7 +155,7 @@ def bench_matmul(dtype, n=None, repeats=10):
     import keras
     from keras import ops
 
-    from model_train import gpus
+    from colorization.devices import gpus
 
     # A GPU finishes a 4096^3 product in well under a millisecond, where the call's
     # own overhead would count; 8192 is what its peak is quoted at.
@@ -231,8 +231,11 @@ def bench_infer(preset, policy, peaks, batch_size=16, full_size=1024, repeats=5)
 
     cfg = get_config(preset)
     fwd224, fwd_full = forward_gflops(preset), forward_gflops(preset, full_size)
+    from colorization import systems
+
     build_model.set_precision(policy)
     model = build_model.build_model(cfg)
+    key = systems.of_model(model)[1].name  # the colour output, whatever the system
     rng = np.random.default_rng(0)
 
     def timed(fn, x):
@@ -248,12 +251,12 @@ def bench_infer(preset, policy, peaks, batch_size=16, full_size=1024, repeats=5)
     infer = keras.ops.convert_to_numpy
 
     def run(m):
-        return lambda x: infer(m(x, training=False)["ab"])
+        return lambda x: infer(m(x, training=False)[key])
 
     x224 = rng.random((batch_size, 224, 224, 1), np.float32)
     # The fixed 224 size runs as one compiled function (predict_on_batch): measured
     # 1.4x the eager call.
-    t224 = timed(lambda x: model.predict_on_batch(x)["ab"], x224)
+    t224 = timed(lambda x: model.predict_on_batch(x)[key], x224)
     ips = batch_size / np.median(t224)
     full = build_model.any_size_model(model)
     xfull = rng.random((1, full_size, full_size, 1), np.float32)
@@ -261,7 +264,7 @@ def bench_infer(preset, policy, peaks, batch_size=16, full_size=1024, repeats=5)
     # second size (Keras traces predict functions with reduce_retracing). The eager
     # call, what it ran before, is kept beside it.
     full.predict_on_batch(rng.random((1, full_size // 2, full_size // 3, 1), np.float32))
-    tfull = timed(lambda x: full.predict_on_batch(x)["ab"], xfull)
+    tfull = timed(lambda x: full.predict_on_batch(x)[key], xfull)
     teager = timed(run(full), xfull)
     per_image_224 = 1.0 / ips
     expected = per_image_224 * fwd_full / fwd224  # FLOP-proportional time at full size
@@ -438,7 +441,7 @@ def main(argv=None):
                 "--transform")
     report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     if args.train or args.infer:
-        from model_train import choose_precision
+        from colorization.devices import choose_precision
 
         auto, why = choose_precision("auto")
         report["auto_policy"] = {"policy": auto, "why": why}

@@ -7,9 +7,10 @@
 width and the schedule so the whole pipeline trains on a 2-core CPU in minutes.
 `zhang` is Zhang et al. 2016 (Colorful Image Colorization: their dilated VGG-style
 network predicting a distribution over the quantized ab bins, Adam with their
-settings) and `zhang-demo` its 1/8-width, CPU-sized version. `model.head =
-"classification"` gives the Iizuka network Zhang's output and loss instead of
-the regression (model_train.py --head classification).
+settings) and `zhang-demo` its 1/8-width, CPU-sized version. `model.output =
+"ab_bins"` gives the Iizuka network Zhang's output and loss instead of the
+regression (model_train.py --output ab_bins). `real` is the shipped real-photo
+model's recipe.
 `larsson` is Larsson et al. 2016 (hypercolumns of an ImageNet VGG-16 predicting
 per-pixel hue/chroma or Lab histograms) and `varga` Varga & Szirányi 2016 (a
 hypercolumn of VGG-16's first three blocks regressing U and V of YUV, SGD with
@@ -38,13 +39,14 @@ class ModelConfig:
     width: float = 1.0  # multiplies every layer's channel count
     num_classes: int = 205  # 0 leaves the classification head out
     global_size: int = 224  # the global network's fixed input size (7x7 before FC)
-    # iizuka (Iizuka et al. 2016) | zhang (Zhang et al. 2016) | larsson (Larsson et
-    # al. 2016) | varga (Varga & Szirányi 2016)
-    arch: str = "iizuka"
-    # regression: ab by MSE (Iizuka); classification: logits over the quantized ab
-    # bins, rebalanced soft cross-entropy, annealed-mean decoding (Zhang).
-    head: str = "regression"
-    histogram: str = "hue_chroma"  # Larsson et al.'s output: hue_chroma | lab (marginals)
+    # A system is a network and an output space (colorization/systems.py lists
+    # them): iizuka (Iizuka et al. 2016) | zhang (Zhang et al. 2016) | larsson
+    # (Larsson et al. 2016) | varga (Varga & Szirányi 2016) ...
+    network: str = "iizuka"
+    # ... with ab (regression, MSE) | ab_bins (Zhang et al.'s classification over the
+    # quantized ab) | lab_hist | hue_chroma_hist (Larsson et al.'s histograms) | uv
+    # (Varga & Szirányi's U, V); "" is the network's own default.
+    output: str = ""
     # VGG-16 backbone (larsson, varga): "imagenet" (downloaded where the machine is
     # online, else random with a warning), a local weights file, or "none" (random).
     backbone_weights: str = "imagenet"
@@ -76,7 +78,9 @@ class InferenceConfig:
     max_side: int = 512  # the network sees the long side capped to this (0: full size)
     # Refuse larger images (decompression bombs); 20000 x 20000 still passes.
     max_pixels: int = 500_000_000
-    temperature: float = 0.38  # annealed-mean decoding of a classification head
+    # Annealed-mean temperature of a classification output; None: the output
+    # space's own (ab_bins.TEMPERATURE, Zhang et al.'s 0.38).
+    temperature: float | None = None
 
 
 @dataclass
@@ -100,14 +104,13 @@ PRESETS = {
     # (they dropped it to 1e-5 and 3e-6 by hand when the loss plateaued); 450k
     # iterations of batch 40 on ImageNet's 1.3M images is about 14 epochs.
     "zhang": {
-        "model": {"arch": "zhang", "head": "classification", "num_classes": 0},
+        "model": {"network": "zhang", "num_classes": 0},
         "train": {"batch_size": 40, "epochs": 14, "optimizer": "adam",
                   "learning_rate": 3e-5, "beta_2": 0.99, "weight_decay": 1e-3,
                   "class_loss_weight": 0.0},
     },
     "zhang-demo": {
-        "model": {"arch": "zhang", "head": "classification", "num_classes": 0,
-                  "width": 0.125},
+        "model": {"network": "zhang", "num_classes": 0, "width": 0.125},
         "train": {"batch_size": 32, "epochs": 8, "optimizer": "adam",
                   "learning_rate": 2e-3, "beta_2": 0.99, "weight_decay": 1e-3,
                   "class_loss_weight": 0.0},
@@ -119,7 +122,7 @@ PRESETS = {
     # averages them to brown; no scene classes (the photos carry no labels). A
     # shuffle buffer over the whole dataset, so one batch mixes many photos' crops.
     "real": {
-        "model": {"width": 0.25, "num_classes": 0, "head": "classification"},
+        "model": {"width": 0.25, "num_classes": 0, "output": "ab_bins"},
         "train": {"batch_size": 32, "epochs": 60, "optimizer": "adam", "learning_rate": 1e-3,
                   "class_loss_weight": 0.0},
         "data": {"shuffle_buffer": 4096},
@@ -128,13 +131,13 @@ PRESETS = {
     # seed gives no optimizer; SGD with momentum 0.9 and their code's weight decay
     # of 1e-6 is the usual way to fine-tune VGG-16.
     "larsson": {
-        "model": {"arch": "larsson", "num_classes": 0, "histogram": "hue_chroma",
+        "model": {"network": "larsson", "num_classes": 0, "output": "hue_chroma_hist",
                   "backbone_weights": "imagenet"},
         "train": {"batch_size": 16, "epochs": 10, "optimizer": "sgd", "learning_rate": 1e-3,
                   "momentum": 0.9, "weight_decay": 1e-6, "class_loss_weight": 0.0},
     },
     "larsson-demo": {
-        "model": {"arch": "larsson", "num_classes": 0, "histogram": "hue_chroma",
+        "model": {"network": "larsson", "num_classes": 0, "output": "hue_chroma_hist",
                   "width": 0.125, "backbone_weights": "none"},
         "train": {"batch_size": 32, "epochs": 8, "optimizer": "adam", "learning_rate": 2e-3,
                   "class_loss_weight": 0.0},
@@ -143,7 +146,7 @@ PRESETS = {
     # Varga & Szirányi: SGD, learning rate 8e-2, weight decay 8e-7, halved every 300
     # epochs (the seed gives no momentum, batch size or length).
     "varga": {
-        "model": {"arch": "varga", "num_classes": 0, "backbone_weights": "imagenet"},
+        "model": {"network": "varga", "num_classes": 0, "backbone_weights": "imagenet"},
         "train": {"batch_size": 16, "epochs": 20, "optimizer": "sgd", "learning_rate": 8e-2,
                   "weight_decay": 8e-7, "lr_decay_epochs": 300, "lr_decay_factor": 0.5,
                   "class_loss_weight": 0.0},
@@ -151,7 +154,8 @@ PRESETS = {
     # From scratch, the seed's SGD at 8e-2 diverges within a few steps (a NaN loss
     # at step 4, measured); Adam as in the other demo presets.
     "varga-demo": {
-        "model": {"arch": "varga", "num_classes": 0, "width": 0.125, "backbone_weights": "none"},
+        "model": {"network": "varga", "num_classes": 0, "width": 0.125,
+                  "backbone_weights": "none"},
         "train": {"batch_size": 32, "epochs": 8, "optimizer": "adam", "learning_rate": 2e-3,
                   "class_loss_weight": 0.0},
         "data": {"shuffle_buffer": 512},
@@ -167,8 +171,34 @@ def _merge(obj, overrides, path):
         if dataclasses.is_dataclass(current):
             _merge(current, value, f"{path}{key}.")
         else:
-            setattr(obj, key, type(current)(value) if current is not None else value)
+            setattr(obj, key, type(current)(value) if current is not None and value is not None
+                    else value)
     return obj
+
+
+# The model fields before the systems registry: arch, head and histogram named the
+# system in three loose strings. Configs saved then (config.json of a run) map to
+# network and output here; nothing else reads the old names.
+_LEGACY_HISTOGRAM = {"lab": "lab_hist", "hue_chroma": "hue_chroma_hist"}
+
+
+def upgrade_model_fields(model):
+    """A model config dict with the old arch/head/histogram fields -> network/output."""
+    model = dict(model)
+    if not {"arch", "head", "histogram"} & set(model):
+        return model
+    arch = model.pop("arch", "iizuka")
+    head = model.pop("head", "regression")
+    histogram = model.pop("histogram", "hue_chroma")
+    model.setdefault("network", arch)
+    if "output" not in model:
+        if arch == "larsson":
+            model["output"] = _LEGACY_HISTOGRAM.get(histogram, histogram)
+        elif arch == "varga":
+            model["output"] = "uv"
+        else:
+            model["output"] = "ab_bins" if head == "classification" or arch == "zhang" else "ab"
+    return model
 
 
 def get_config(preset="paper", **overrides):
@@ -184,6 +214,48 @@ def to_dict(cfg):
 
 
 def from_dict(d):
+    """The Config saved by to_dict (also one saved before the systems registry)."""
     d = dict(d)
     preset = d.pop("preset", "paper")
+    if "model" in d:
+        d["model"] = upgrade_model_fields(d["model"])
     return _merge(Config(preset=preset), d, "")
+
+
+# ---------------------------------------------------------------- model flags
+
+# The old flags, kept so commands from before the registry still run.
+_HEAD_OUTPUT = {"regression": "ab", "classification": "ab_bins"}
+
+
+def add_model_flags(parser, preset_default="paper"):
+    """The flags that choose a system, shared by build_model.py and model_train.py."""
+    parser.add_argument("--preset", default=preset_default, choices=sorted(PRESETS),
+                        help=f"named configuration (default: {preset_default or 'paper'})")
+    parser.add_argument("--output", metavar="SPACE",
+                        help="the colour output space (ab, ab_bins, lab_hist, hue_chroma_hist, "
+                             "uv; the network's default otherwise)")
+    parser.add_argument("--head", choices=sorted(_HEAD_OUTPUT),
+                        help="the Iizuka network's output: regression (--output ab) or Zhang "
+                             "et al.'s classification over ab bins (--output ab_bins)")
+    parser.add_argument("--histogram", choices=sorted(_LEGACY_HISTOGRAM),
+                        help="Larsson et al.'s output: Lab marginals (--output lab_hist) or "
+                             "hue/chroma (--output hue_chroma_hist)")
+    parser.add_argument("--width", type=float, help="channel width multiplier")
+
+
+def model_overrides(args):
+    """The model overrides {field: value} the model flags ask for."""
+    out = {}
+    if args.width is not None:
+        if not args.width > 0:
+            raise ValueError("--width must be > 0")
+        out["width"] = args.width
+    given = [v for v in (args.output, _HEAD_OUTPUT.get(args.head),
+                         _LEGACY_HISTOGRAM.get(args.histogram)) if v]
+    if len(set(given)) > 1:
+        raise ValueError(f"--output, --head and --histogram ask for different outputs: "
+                         f"{', '.join(sorted(set(given)))}")
+    if given:
+        out["output"] = given[0]
+    return out

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from colorization import metrics
-from colorization.atomic_io import partial_path
+from colorization.atomic_io import replacing, save_figure_atomic
 from colorization.colorspace import (
     LAB8_TO_MODEL,
     lab8_to_lab,
@@ -165,9 +165,10 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
     classification head is decoded by annealed mean at `temperature`."""
     from keras import ops
 
-    from build_model import ARCH_NAMES, global_and_local_models, has_global_features, model_arch
-    from colorization.decoding import decoded_ab01
+    from build_model import global_and_local_models
+    from colorization import systems
     from colorization.inference import load_model
+    from colorization.systems import decoded_ab01
 
     model = load_model(path)
     name = name or display_names([path])[0]
@@ -184,8 +185,9 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
         return upsample_ab(np.concatenate(out), size)
 
     predictors = {name: predict}
-    if ablate and not has_global_features(model):
-        print(f"evaluate.py: {name} has no global features ({ARCH_NAMES[model_arch(model)]}'s "
+    network, _ = systems.of_model(model)
+    if ablate and not network.has_global_features:
+        print(f"evaluate.py: {name} has no global features ({network.title}'s "
               "network); nothing to ablate", file=sys.stderr)
     elif ablate:
         import read_input
@@ -311,12 +313,7 @@ def plot_grid(path, eval_set, predictions):
 
 
 def _save(fig, path):
-    import matplotlib.pyplot as plt
-
-    tmp = partial_path(path)
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure_atomic(fig, path)
 
 
 def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
@@ -356,12 +353,11 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
         "images": len(eval_set.lab8), "crop": crop_size,
         "psnr_cap": metrics.PSNR_CAP, "sky_scored": eval_set.sky is not None,
         "models": results})
-    tmp = partial_path(os.path.join(out, "per_image.csv"))
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with replacing(os.path.join(out, "per_image.csv")) as tmp, \
+            open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, ["model", "image", "label", *COLUMNS], restval="")
         writer.writeheader()
         writer.writerows(per_image)
-    os.replace(tmp, os.path.join(out, "per_image.csv"))
     plot_curves(os.path.join(out, "auc_curves.png"), curves)
     plot_grid(os.path.join(out, "grid.png"), eval_set, predictions)
     return results, len(eval_set.lab8)

@@ -43,7 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from colorization import colorspace
-from colorization.atomic_io import write_json_atomic
+from colorization.atomic_io import PREFIX, leftovers, temporary_path, write_json_atomic
 from colorization.example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, CROP_MARK, Source, encode_source
 from colorization.image_io import is_image_name
 
@@ -214,7 +214,9 @@ class ShardWriter:
     def __init__(self, tf, out, split, index, total, num_classes):
         self.tf = tf
         self.final = os.path.join(out, shard_name(split, index, total))
-        self.partial = os.path.join(out, f".{shard_name(split, index, total)}.partial")
+        for stale in leftovers(self.final):  # of a build killed while writing this shard
+            os.remove(stale)
+        self.partial = temporary_path(self.final)
         self.summary_path = os.path.join(out, PARTS_DIR, shard_name(split, index, total) + ".json")
         self.writer = tf.io.TFRecordWriter(self.partial)
         self.count, self.bytes = 0, 0
@@ -404,7 +406,7 @@ def _check_settings(out, meta, overwrite):
     path = os.path.join(out, PARTS_DIR, "build.json")
     if overwrite:
         for name in os.listdir(out):
-            if name.endswith((".tfrecord", ".partial")) or name == "dataset.json":
+            if name.endswith(".tfrecord") or name.startswith(PREFIX) or name == "dataset.json":
                 os.remove(os.path.join(out, name))
         for name in os.listdir(os.path.join(out, PARTS_DIR)):
             os.remove(os.path.join(out, PARTS_DIR, name))

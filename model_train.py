@@ -33,6 +33,8 @@ good checkpoint is kept), 2 usage error (e.g. no dataset: run input_create.py).
 """
 
 import argparse
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -41,85 +43,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def _configure_logical_cpus(n):
-    """Splits the CPU into n logical devices (for trying multi-replica code on a laptop)."""
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
-
-
-def cpu_supports_bf16():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def gpus():
-    """[(name, (major, minor) compute capability)] of the GPUs the Keras backend sees.
-    TensorFlow is asked under its backend; JAX under JAX's (bench.py runs there on
-    machines that have no TensorFlow)."""
-    import keras
-
-    if keras.backend.backend() == "jax":
-        import jax
-
-        found = []
-        for d in jax.devices():
-            if d.platform != "gpu":
-                continue
-            cc = tuple(int(v) for v in str(getattr(d, "compute_capability", "0.0")).split("."))
-            found.append((d.device_kind, cc[:2]))
-        return found
-    import tensorflow as tf
-
-    found = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        found.append((details.get("device_name", "GPU"),
-                      tuple(details.get("compute_capability") or (0, 0))))
-    return found
-
-
-def choose_precision(requested="auto"):
-    """(policy, reason) for --precision; 'auto' looks at the devices present."""
-    if requested != "auto":
-        return requested, "requested"
-    found = gpus()
-    if found:
-        name, cc = found[0]
-        # Where a GPU has both (compute capability 8.0+), bf16 needs no loss scaling
-        # and trained this network faster than fp16: on an H100 (bench.py, JAX)
-        # 2,417 vs 1,774 images/s at batch 32, 4,353 vs 3,908 at batch 128.
-        if cc >= (8, 0):
-            return "mixed_bfloat16", f"{name} (compute capability {cc[0]}.{cc[1]}) has fast bf16"
-        if cc >= (7, 0):
-            return "mixed_float16", f"{name} (compute capability {cc[0]}.{cc[1]}) has fast fp16"
-        return "float32", f"{name} (compute capability {cc[0]}.{cc[1]}) has no fast fp16/bf16"
-    if cpu_supports_bf16():
-        return "mixed_bfloat16", "the CPU supports bfloat16 (avx512_bf16/amx_bf16)"
-    return "float32", "no GPU and the CPU has no bfloat16 support"
-
-
-def choose_strategy(logical_devices=0):
-    """MultiWorkerMirrored if TF_CONFIG lists several workers, Mirrored over several
-    local GPUs (or logical CPUs), else the default single-device strategy."""
-    import tensorflow as tf
-
-    if _multi_worker():
-        return tf.distribute.MultiWorkerMirroredStrategy(), "multi-worker mirrored"
-    if logical_devices > 1:
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:logical_devices]
-        return tf.distribute.MirroredStrategy(devices), f"mirrored over {len(devices)} CPUs"
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy(), f"mirrored over {len(gpus)} GPUs"
-    return tf.distribute.get_strategy(), "one device"
+from colorization.devices import (
+    choose_precision,
+    choose_strategy,
+    configure_logical_cpus,
+    multi_worker,
+)
 
 
 def learning_rate(cfg, steps_per_epoch=None):
@@ -152,32 +81,16 @@ def make_optimizer(cfg, steps_per_epoch=None):
     raise ValueError(f"unknown optimizer {cfg.train.optimizer!r} (adadelta, adam or sgd)")
 
 
-def compile_model(model, cfg, with_labels, rebalancing=None, steps_per_epoch=None):
-    """Compiles with the head's loss; rebalancing: the (Q,) class weights of a
-    classification head (None: unweighted)."""
+def compile_model(model, cfg, with_labels, summary=None, steps_per_epoch=None):
+    """Compiles with the output space's loss (weighted by the colour prior of
+    `summary`, the training set's dataset.json, where the space uses one) and,
+    with labels, alpha x the scene cross-entropy."""
     import keras
 
-    from colorization import histograms
+    from colorization import systems
 
-    mode = histograms.output_mode(model.output)
-    if mode:  # Larsson et al.: KL divergence of the per-pixel histograms
-        key = histograms.MODES[mode]
-        losses, weights = {key: histograms.HistogramKL(mode)}, {key: 1.0}
-    elif "uv" in model.output:
-        # Varga & Szirányi's cross-entropy between the target and predicted U, V in
-        # [0, 1]. The seed writes it as -sum UV log UV_p, which alone is smallest at
-        # UV_p = 1 whatever the target; with the (1 - UV) log(1 - UV_p) term it is
-        # the binary cross-entropy, smallest at UV_p = UV.
-        losses = {"uv": keras.losses.BinaryCrossentropy(name="uv_xent")}
-        weights = {"uv": 1.0}
-    elif "ab_bins" in model.output:
-        from colorization.ab_bins import RebalancedSoftCrossEntropy, gamut_bins
-
-        losses = {"ab_bins": RebalancedSoftCrossEntropy(gamut_bins(), rebalancing)}
-        weights = {"ab_bins": 1.0}
-    else:
-        losses = {"ab": keras.losses.MeanSquaredError(name="ab_mse")}
-        weights = {"ab": 1.0}
+    _, output = systems.of_model(model)
+    losses, weights = {output.name: output.loss(summary)}, {output.name: 1.0}
     if with_labels:
         losses["scene"] = keras.losses.SparseCategoricalCrossentropy(name="scene_xent")
         weights["scene"] = cfg.train.class_loss_weight
@@ -194,11 +107,6 @@ class RunInUse(Exception):
     """Another process is training the same run directory."""
 
 
-def _multi_worker():
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    return len(tf_config.get("cluster", {}).get("worker", [])) > 1
-
-
 def lock_run_dir(run_dir):
     """An exclusive lock on run_dir/.lock held until the process exits (or the
     returned file is closed), or RunInUse. Two processes resuming the same run
@@ -206,7 +114,7 @@ def lock_run_dir(run_dir):
     workers of a multi-worker run share the directory on purpose and skip this."""
     import fcntl
 
-    if _multi_worker():
+    if multi_worker():
         return None
     f = open(os.path.join(run_dir, ".lock"), "a+", encoding="utf-8")  # noqa: SIM115
     try:
@@ -224,35 +132,39 @@ def lock_run_dir(run_dir):
     return f
 
 
-def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count=4,
-          save_every_steps=None):
-    """Trains (or resumes) a run; returns a dict describing the finished run."""
-    import keras
+@dataclasses.dataclass
+class Run:
+    """One training run, as `prepare` resolved it."""
+    cfg: object
+    data_dir: str
+    run_dir: str
+    summary: dict
+    network: object
+    output: object
+    with_labels: bool
+    steps: int
+    state: dict | None = None
 
-    import build_model
+
+def prepare(cfg, data_dir, run_dir):
+    """Resolves the run: dataset, system, labels, precision; writes config.json.
+    Returns (Run, None), or (None, result) for a run that has already finished."""
     import read_input
+    from colorization import systems
     from colorization.atomic_io import write_json_atomic
-    from colorization.callbacks import (
-        Checkpointing,
-        LearningCurves,
-        NanGuard,
-        ProgressBar,
-        SamplePictures,
-        TrainingState,
-        plot_learning_curves,
-    )
+    from colorization.callbacks import TrainingState
     from config import to_dict
 
     summary = read_input.load_summary(data_dir)
+    network, output = systems.resolve(cfg)
+    network.check(cfg)
     os.makedirs(run_dir, exist_ok=True)
-    lock = lock_run_dir(run_dir)  # noqa: F841 (held while this function runs)
     state = TrainingState(run_dir).load()
     if state and state.get("finished"):
-        return {"status": "already finished", "run_dir": run_dir, **state}
-
-    # Only Iizuka et al.'s network has a scene head.
-    with_labels = summary["num_classes"] > 0 and cfg.model.arch == "iizuka"
+        return None, {"status": "already finished", "run_dir": run_dir, **state}
+    with_labels = summary["num_classes"] > 0 and network.has_scene_head
     cfg.model.num_classes = summary["num_classes"] if with_labels else 0
+    cfg.model.output = output.name
     if not with_labels:
         cfg.train.class_loss_weight = 0.0
     policy, why = choose_precision(cfg.train.precision)
@@ -260,90 +172,153 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     write_json_atomic(os.path.join(run_dir, "config.json"),
                       {**to_dict(cfg), "data": {**to_dict(cfg)["data"], "path": data_dir},
                        "class_names": summary.get("class_names") or []})
-    keras.utils.set_random_seed(cfg.train.seed)
-    build_model.set_precision(policy)
-    strategy, how = choose_strategy(logical_devices)
-    print(f"precision {policy}: {why}; distribution: {how} "
-          f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
+    steps = cfg.train.steps_per_epoch or max(1, summary["splits"]["train"]["count"]
+                                             // cfg.train.batch_size)
+    print(f"precision {policy}: {why}", flush=True)
+    return Run(cfg, data_dir, run_dir, summary, network, output, with_labels, steps, state), None
 
-    batch = cfg.train.batch_size
-    n_train = summary["splits"]["train"]["count"]
-    steps = cfg.train.steps_per_epoch or max(1, n_train // batch)
-    target = {"ab_stride": build_model.output_stride(cfg), "ab_key": build_model.colour_key(cfg),
-              "with_labels": with_labels}
-    train_ds = read_input.make_dataset(data_dir, "train", batch, training=True,
-                                       crop_size=cfg.data.crop_size,
-                                       shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed,
-                                       **target)
-    val_ds = read_input.make_dataset(data_dir, "val", batch, training=False,
+
+def inputs(run, sample_count):
+    """(training dataset, validation dataset, a validation batch for the sample pictures)."""
+    import read_input
+
+    cfg = run.cfg
+    target = {"ab_stride": run.network.output_stride, "ab_key": run.output.name,
+              "target": run.output.target, "with_labels": run.with_labels}
+    train_ds = read_input.make_dataset(run.data_dir, "train", cfg.train.batch_size,
+                                       training=True, crop_size=cfg.data.crop_size,
+                                       shuffle_buffer=cfg.data.shuffle_buffer,
+                                       seed=cfg.train.seed, **target)
+    val_ds = read_input.make_dataset(run.data_dir, "val", cfg.train.batch_size, training=False,
                                      crop_size=cfg.data.crop_size, **target)
-    rebalancing = None
-    if target["ab_key"] == "ab_bins":
-        from colorization import ab_bins
+    samples = next(iter(read_input.make_dataset(run.data_dir, "val", sample_count,
+                                                training=False, **target)))
+    return train_ds, val_ds, samples
 
-        rebalancing = ab_bins.weights_from_histogram(*ab_bins.summary_histogram(summary),
-                                                     ab_bins.gamut_bins())
+
+def make_model(run, strategy):
+    """The compiled model, with the saved state restored on a resume or the
+    network's initialization (pretrained weights) on a fresh run."""
+    import build_model
+    from colorization.callbacks import TrainingState
+
     with strategy.scope():
-        model = compile_model(build_model.build_model(cfg), cfg, with_labels, rebalancing,
-                              steps)
-        state = TrainingState(run_dir).restore(model)
-        if not state and cfg.model.arch in ("larsson", "varga"):
-            from colorization import hypercolumn as hypercolumn_model
+        model = compile_model(build_model.build_model(run.cfg), run.cfg, run.with_labels,
+                              run.summary, run.steps)
+        state = TrainingState(run.run_dir).restore(model)
+        if not state:
+            run.network.initialize(model, run.cfg)
+    return model, state
 
-            hypercolumn_model.load_backbone_weights(model, cfg.model.backbone_weights)
+
+def callbacks_for(run, samples, step0, best, progress, save_every_steps):
+    import keras
+
+    from colorization.callbacks import (
+        Checkpointing,
+        LearningCurves,
+        NanGuard,
+        ProgressBar,
+        SamplePictures,
+    )
+
+    csv_path = os.path.join(run.run_dir, "log.csv")
+    os.makedirs(os.path.join(run.run_dir, "plots"), exist_ok=True)
+    every = save_every_steps if save_every_steps is not None else max(1, min(run.steps // 4,
+                                                                             500))
+    nan_guard = NanGuard()
+    # SamplePictures adds its metrics to the epoch's logs, so it runs before the loggers.
+    return nan_guard, [
+        nan_guard,
+        SamplePictures(run.run_dir, samples[0].numpy(), samples[1][run.output.name].numpy(),
+                       run.cfg.inference.temperature, output=run.output),
+        Checkpointing(run.run_dir, run.steps, every, start_step=step0, best=best),
+        ProgressBar(run.steps, run.cfg.train.batch_size, run.cfg.train.epochs,
+                    start_step=step0, enabled=progress),
+        keras.callbacks.CSVLogger(csv_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(run.run_dir, "logs"), write_graph=False),
+        LearningCurves(csv_path, os.path.join(run.run_dir, "plots", "learning_curves.png"))]
+
+
+def fit(run, model, state, train_ds, val_ds, callbacks, nan_guard):
+    """Runs the epochs still to do (the interrupted one first); TrainingError on a NaN."""
+    from colorization.callbacks import TrainingState
+
     epoch0 = state["epoch"] if state else 0
     step0 = state["step_in_epoch"] if state else 0
-    best = state.get("best_val_loss", math.inf) if state else math.inf
-    if state:
-        print(f"resuming {run_dir} at epoch {epoch0 + 1}, step {step0} of {steps} "
-              f"(global step {state['global_step']})", flush=True)
-
-    samples = next(iter(read_input.make_dataset(data_dir, "val", sample_count, training=False,
-                                                **target)))
-    csv_path = os.path.join(run_dir, "log.csv")
-    os.makedirs(os.path.join(run_dir, "plots"), exist_ok=True)
-    curves = os.path.join(run_dir, "plots", "learning_curves.png")
-    every = save_every_steps if save_every_steps is not None else max(1, min(steps // 4, 500))
-    checkpointing = Checkpointing(run_dir, steps, every, start_step=step0, best=best)
-    nan_guard = NanGuard()
-    bar = ProgressBar(steps, batch, cfg.train.epochs, start_step=step0, enabled=progress)
-    # SamplePictures adds its metrics to the epoch's logs, so it runs before the loggers.
-    callbacks = [nan_guard,
-                 SamplePictures(run_dir, samples[0].numpy(), samples[1][target["ab_key"]].numpy(),
-                                cfg.inference.temperature, key=target["ab_key"]),
-                 checkpointing, bar,
-                 keras.callbacks.CSVLogger(csv_path, append=True),
-                 keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
-                 LearningCurves(csv_path, curves)]
-
-    start = time.perf_counter()
     phases = []
-    if step0 > 0 and epoch0 < cfg.train.epochs:  # finish the interrupted epoch first
-        phases.append((epoch0, epoch0 + 1, steps - step0))
+    if step0 > 0 and epoch0 < run.cfg.train.epochs:  # finish the interrupted epoch first
+        phases.append((epoch0, epoch0 + 1, run.steps - step0))
         epoch0 += 1
-    if epoch0 < cfg.train.epochs:
-        phases.append((epoch0, cfg.train.epochs, steps))
+    if epoch0 < run.cfg.train.epochs:
+        phases.append((epoch0, run.cfg.train.epochs, run.steps))
     for initial, end, n_steps in phases:
+        # shuffle=False: the tf.data pipeline shuffles; Keras would only warn.
         model.fit(train_ds, epochs=end, initial_epoch=initial, steps_per_epoch=n_steps,
-                  validation_data=val_ds, callbacks=callbacks, verbose=0)
+                  validation_data=val_ds, callbacks=callbacks, verbose=0, shuffle=False)
         if nan_guard.where:
             epoch, step = nan_guard.where
-            last = TrainingState(run_dir).load()
+            last = TrainingState(run.run_dir).load()
             kept = (f"the last good state is from epoch {last['epoch']}, step "
-                    f"{last['step_in_epoch']} ({os.path.join(run_dir, 'state')})"
+                    f"{last['step_in_epoch']} ({os.path.join(run.run_dir, 'state')})"
                     if last else "no good state had been saved yet")
             raise TrainingError(f"the loss became NaN at epoch {epoch}, step {step}; "
                                 f"training stopped and {kept}. Try a lower --learning-rate "
                                 "or --precision float32.")
-    elapsed = time.perf_counter() - start
-    final = TrainingState(run_dir).load() or {}
-    write_json_atomic(TrainingState(run_dir).path, {**final, "finished": True})
-    plot_learning_curves(csv_path, curves) if os.path.exists(csv_path) else None
-    return {"status": "trained", "run_dir": run_dir, "seconds": elapsed,
-            "model": os.path.join(run_dir, "model.keras"),
-            "best": os.path.join(run_dir, "best.keras"), "plots": curves,
-            "samples": os.path.join(run_dir, "samples"), "steps_per_epoch": steps,
+
+
+def finish(run, seconds):
+    """Marks the run finished; returns the dict `train` reports."""
+    from colorization.atomic_io import write_json_atomic
+    from colorization.callbacks import TrainingState, plot_learning_curves
+
+    final = TrainingState(run.run_dir).load() or {}
+    write_json_atomic(TrainingState(run.run_dir).path, {**final, "finished": True})
+    csv_path = os.path.join(run.run_dir, "log.csv")
+    curves = os.path.join(run.run_dir, "plots", "learning_curves.png")
+    if os.path.exists(csv_path):
+        plot_learning_curves(csv_path, curves)
+    return {"status": "trained", "run_dir": run.run_dir, "seconds": seconds,
+            "model": os.path.join(run.run_dir, "model.keras"),
+            "best": os.path.join(run.run_dir, "best.keras"), "plots": curves,
+            "samples": os.path.join(run.run_dir, "samples"), "steps_per_epoch": run.steps,
             "global_step": final.get("global_step")}
+
+
+def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count=4,
+          save_every_steps=None):
+    """Trains (or resumes) a run; returns a dict describing the finished run.
+
+    The caller's cfg is not changed, and the global dtype policy is restored."""
+    import keras
+
+    cfg = copy.deepcopy(cfg)
+    os.makedirs(run_dir, exist_ok=True)
+    lock = lock_run_dir(run_dir)  # noqa: F841 (held while this function runs)
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        run, result = prepare(cfg, data_dir, run_dir)
+        if result:
+            return result
+        keras.utils.set_random_seed(cfg.train.seed)
+        keras.mixed_precision.set_global_policy(cfg.train.precision)
+        strategy, how = choose_strategy(logical_devices)
+        print(f"distribution: {how} ({strategy.num_replicas_in_sync} replica(s))", flush=True)
+        train_ds, val_ds, samples = inputs(run, sample_count)
+        model, state = make_model(run, strategy)
+        if state:
+            print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step "
+                  f"{state['step_in_epoch']} of {run.steps} (global step "
+                  f"{state['global_step']})", flush=True)
+        nan_guard, callbacks = callbacks_for(
+            run, samples, state["step_in_epoch"] if state else 0,
+            state.get("best_val_loss", math.inf) if state else math.inf, progress,
+            save_every_steps)
+        start = time.perf_counter()
+        fit(run, model, state, train_ds, val_ds, callbacks, nan_guard)
+        return finish(run, time.perf_counter() - start)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
@@ -358,8 +333,11 @@ def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
     model = compile_model(build_model.build_model(cfg), cfg, cfg.model.num_classes > 0)
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, 224, 224, 1), np.float32)
-    side = 224 // build_model.output_stride(cfg)
-    y = {build_model.colour_key(cfg): rng.random((batch_size, side, side, 2), np.float32)}
+    from colorization import systems
+
+    network, output = systems.resolve(cfg)
+    side = 224 // network.output_stride
+    y = {output.name: rng.random((batch_size, side, side, 2), np.float32)}
     if cfg.model.num_classes:
         y["scene"] = rng.integers(0, cfg.model.num_classes, batch_size).astype("int32")
     for _ in range(warmup):
@@ -374,11 +352,11 @@ def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
 
 
 def parse_args(argv):
-    from config import PRESETS
+    from config import add_model_flags
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    add_model_flags(p, preset_default=None)  # None: the run's own, or "paper" for a new run
     p.add_argument("--data", default="data/scenes", help="dataset folder (input_create.py)")
     p.add_argument("--run-dir", help="run directory (default runs/PRESET)")
     p.add_argument("--epochs", type=int)
@@ -386,12 +364,6 @@ def parse_args(argv):
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--optimizer", choices=["adadelta", "adam", "sgd"])
-    p.add_argument("--head", choices=["regression", "classification"],
-                   help="ab output of the Iizuka network: regression (MSE, the paper's) or "
-                        "Zhang et al.'s classification over ab bins")
-    p.add_argument("--histogram", choices=["lab", "hue_chroma"],
-                   help="Larsson et al.'s output (--preset larsson / larsson-demo): Lab "
-                        "marginals or hue/chroma (the preset's default)")
     p.add_argument("--vgg-weights", metavar="FILE|imagenet|none",
                    help="VGG-16 weights of the larsson / varga presets: imagenet (download), "
                         "a local file of the convolutional weights, or none (random)")
@@ -402,51 +374,87 @@ def parse_args(argv):
     p.add_argument("--save-every", type=int, help="steps between resumable saves")
     p.add_argument("--benchmark", action="store_true",
                    help="measure training images/s under float32 and the auto policy")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "steps_per_epoch", "save_every"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        p.error("--learning-rate must be > 0")
+    if args.logical_cpus < 0:
+        p.error("--logical-cpus must be 0 or more")
+    return args
 
 
-def resolve_config(args):
-    from config import from_dict, get_config
+class ConfigError(ValueError):
+    """Flags that cannot be applied; str() is the one-line reason."""
 
-    run_dir = args.run_dir or os.path.join("runs", args.preset)
-    saved = os.path.join(run_dir, "config.json")
-    if os.path.exists(saved) and not args.benchmark:
-        with open(saved, encoding="utf-8") as f:
-            d = json.load(f)
-        d["data"].pop("path", None)
-        d.pop("class_names", None)  # read from the dataset, kept for model_transform.py
-        cfg = from_dict(d)  # a resumed run keeps its own settings; --epochs may extend it
-        if args.epochs:
-            cfg.train.epochs = args.epochs
-        return cfg, run_dir
+
+def _requested(args):
+    """({section: {field: value}}) of what the flags ask for, model flags included."""
+    from config import model_overrides
+
     train = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
                                "steps_per_epoch": args.steps_per_epoch,
                                "learning_rate": args.learning_rate, "optimizer": args.optimizer,
                                "precision": args.precision, "seed": args.seed}.items()
              if v is not None}
-    model = {k: v for k, v in {"head": args.head, "histogram": args.histogram,
-                               "backbone_weights": args.vgg_weights}.items() if v is not None}
-    return get_config(args.preset, train=train, model=model), run_dir
+    model = model_overrides(args)
+    if args.vgg_weights is not None:
+        model["backbone_weights"] = args.vgg_weights
+    return {"train": train, "model": model}
+
+
+def resolve_config(args):
+    """(config, run dir). A new run: the preset with the flags applied. A resumed
+    run: its own saved config; --epochs extends or shortens it, and any other
+    flag that would change it is refused (ConfigError naming it) rather than
+    ignored."""
+    from config import from_dict, get_config, to_dict
+
+    preset = args.preset or "paper"
+    run_dir = args.run_dir or os.path.join("runs", preset)
+    saved = os.path.join(run_dir, "config.json")
+    requested = _requested(args)
+    if not os.path.exists(saved) or args.benchmark:
+        return get_config(preset, **requested), run_dir
+    try:
+        with open(saved, encoding="utf-8") as f:
+            d = json.load(f)
+        d["data"].pop("path", None)
+        d.pop("class_names", None)  # read from the dataset, kept for model_transform.py
+        cfg = from_dict(d)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{saved} is not a readable run configuration ({e}); use another "
+                          "--run-dir") from None
+    current = to_dict(cfg)
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {current[section][k]})"
+               for section, values in requested.items() for k, v in values.items()
+               if k != "epochs" and current[section].get(k) != v]
+    if args.preset and args.preset != cfg.preset:
+        changed.append(f"--preset {args.preset} (the run has {cfg.preset})")
+    if changed:
+        raise ConfigError(f"{run_dir} was started with other settings; resuming keeps them, so "
+                          f"{'; '.join(changed)} cannot apply: use another --run-dir")
+    if args.epochs:
+        cfg.train.epochs = args.epochs
+    return cfg, run_dir
 
 
 def build_model_checks(cfg):
-    """Raises ValueError for a config no network can be built from."""
-    import build_model
+    """Raises ValueError for a config no network can be built or initialised from."""
+    from colorization import systems
 
-    build_model.check_arch(cfg)
-    build_model.num_bins_for(cfg)
-    if cfg.model.arch in ("larsson", "varga"):
-        from colorization import hypercolumn as hypercolumn_model
-
-        hypercolumn_model.check_weights(cfg.model.backbone_weights, cfg.model.width == 1.0)
+    network, _ = systems.resolve(cfg)
+    network.check(cfg)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.logical_cpus > 1:
-        _configure_logical_cpus(args.logical_cpus)
-    cfg, run_dir = resolve_config(args)
+        configure_logical_cpus(args.logical_cpus)
     try:
+        cfg, run_dir = resolve_config(args)
         build_model_checks(cfg)
     except ValueError as e:
         print(f"model_train.py: error: {e}", file=sys.stderr)

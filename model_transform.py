@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from colorization.atomic_io import partial_path, write_bytes_atomic
+from colorization.atomic_io import save_figure_atomic, write_bytes_atomic
 from colorization.image_io import (
     ImageError,
     check_pixel_limit,
@@ -143,10 +143,7 @@ def write_compare(path, pixels, result, was_colour):
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
-    tmp = partial_path(path)
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure_atomic(fig, path, dpi=100)
 
 
 class Job:
@@ -193,7 +190,7 @@ def finish_job(job, ab, probs, args, names):
 
 def run(args):
     """Colorizes every input; returns the exit status."""
-    from build_model import ARCH_NAMES, has_global_features, model_arch
+    from colorization import systems
     from colorization.inference import (
         Colorizer,
         ModelError,
@@ -217,9 +214,10 @@ def run(args):
         print(f"model: {model_path} ({why})", file=sys.stderr)
     try:
         model = load_model(model_path)
-        if args.reference and not has_global_features(model):
+        network, _ = systems.of_model(model)
+        if args.reference and not network.has_global_features:
             raise UsageError(f"--reference needs a model with global features; {model_path} "
-                             f"is {ARCH_NAMES[model_arch(model)]}'s network, which has none")
+                             f"is {network.title}'s network, which has none")
         reference = None
         if args.reference:
             ref_pixels, _ = decode_pixels(read_bytes(args.reference))
@@ -316,7 +314,7 @@ def parse_args(argv):
                    help="take the global features (time of day, season) from this image")
     p.add_argument("--temperature", type=float, default=defaults.temperature,
                    help="annealed-mean temperature for a model with a classification head "
-                        "(Zhang et al.; default %(default)s; 1 = the mean of the predicted "
+                        "(Zhang et al.; default 0.38; 1 = the mean of the predicted "
                         "colour distribution, towards 0 its mode)")
     p.add_argument("--compare", action="store_true",
                    help="also write NAME_color_compare.png: input, result and original")
@@ -327,7 +325,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.max_side < 0 or args.max_pixels < 0 or args.top_k < 0:
         p.error("--max-side, --max-pixels and --top-k must be >= 0")
-    if not args.temperature > 0:
+    if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
     return args
 

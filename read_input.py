@@ -10,10 +10,11 @@
             "scene": class id            int32 (B,)}    ("scene" only with labels)
 Both are the stored lab8 bytes divided by 255 (see colorspace.LAB8_TO_MODEL).
 A model whose colour output is at another resolution or named otherwise (Zhang
-et al.'s "ab_bins" at quarter resolution) asks for it with ab_stride / ab_key.
-ab_key "uv" (Varga & Szirányi) gets U and V of YUV / 255 instead of ab, computed
-from the stored Lab by colorspace.lab8_to_uv01 (the one implementation of the
-conversion, run through tf.numpy_function).
+et al.'s "ab_bins" at quarter resolution) asks for it with ab_stride / ab_key,
+as its network and output space say (colorization/systems.py). target "uv"
+(Varga & Szirányi's output space) gets U and V of YUV / 255 instead of ab,
+computed from the stored Lab by colorspace.lab8_to_uv01 (the one implementation
+of the conversion, run through tf.numpy_function).
 
 Training: shuffled shard order, parallel interleave, a shuffle buffer, a random
 crop and flip per example, repeated forever. Evaluation: the centre crop, files
@@ -101,11 +102,12 @@ def uv_target(lab8_batch, stride=1):
     return tf.nn.avg_pool2d(uv, stride, stride, "VALID") if stride > 1 else uv
 
 
-def to_model_io(lab8_batch, labels, with_labels, ab_stride=2, ab_key="ab"):
-    """Batched lab8 crops -> (L, {ab_key: ab at 1/ab_stride resolution, "scene": labels})."""
+def to_model_io(lab8_batch, labels, with_labels, ab_stride=2, ab_key="ab", target="ab"):
+    """Batched lab8 crops -> (L, {ab_key: the colour target at 1/ab_stride resolution,
+    "scene": labels}); target "ab": ab01, "uv": U and V / 255 (the output space's)."""
     x = tf.cast(lab8_batch, tf.float32)
     lightness = x[..., :1] * LAB8_TO_MODEL
-    if ab_key == "uv":
+    if target == "uv":
         colour = uv_target(lab8_batch, ab_stride)
     else:
         # Area downsampling to the colorization network's output resolution. Pooling
@@ -121,7 +123,7 @@ def to_model_io(lab8_batch, labels, with_labels, ab_stride=2, ab_key="ab"):
 
 def make_dataset(data_dir, split="train", batch_size=32, training=True, crop_size=224,
                  shuffle_buffer=2048, with_labels=None, seed=None, drop_remainder=None,
-                 repeat=None, ab_stride=2, ab_key="ab"):
+                 repeat=None, ab_stride=2, ab_key="ab", target="ab"):
     """The tf.data pipeline for one split; see the module docstring for its elements."""
     summary = load_summary(data_dir)
     files = split_files(data_dir, split, summary)
@@ -151,7 +153,7 @@ def make_dataset(data_dir, split="train", batch_size=32, training=True, crop_siz
         if repeat:
             ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda x, y: to_model_io(x, y, with_labels, ab_stride, ab_key),
+    ds = ds.map(lambda x, y: to_model_io(x, y, with_labels, ab_stride, ab_key, target),
                 num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
@@ -244,10 +246,9 @@ def show(ds, summary, path, count=16):
             title = names[int(targets["scene"][k])]
         axes[r, 2 * c + 1].set_title(title, fontsize=8)
     fig.tight_layout()
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from colorization.atomic_io import save_figure_atomic
+
+    save_figure_atomic(fig, path, dpi=80)
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 """The quantized ab output space of Zhang et al. 2016 (Colorful Image Colorization):
 the in-gamut bins, soft-encoded targets, class rebalancing and annealed-mean decoding.
 
-    python ab_bins.py --regenerate          # rewrites resources/ab_gamut_bins.txt
-    python ab_bins.py                       # checks the file against a regeneration
+    python -m colorization.ab_bins --regenerate   # rewrites resources/ab_gamut_bins.txt
+    python -m colorization.ab_bins                # checks the file against a regeneration
 
 The in-gamut set. ab is quantized on a grid of 10 (bin centres at multiples of
 10). A bin is kept when its 10 x 10 cell holds the ab of some sRGB colour at some
@@ -27,6 +27,8 @@ import sys
 import keras
 import numpy as np
 from keras import ops
+
+from colorization.seam import OutputSpace
 
 GRID = 10.0
 RESOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
@@ -73,9 +75,9 @@ def write_gamut_bins(path=RESOURCE, centres=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     header = (f"In-gamut ab bins on a grid of {GRID:g}: Q = {len(centres)} centres (a b), one a "
               "line.\nRegenerate with `python ab_bins.py --regenerate` (see ab_bins.py).")
-    tmp = path + ".partial"
-    np.savetxt(tmp, centres, fmt="%d", header=header)
-    os.replace(tmp, path)
+    from colorization.atomic_io import replace_atomic
+
+    replace_atomic(path, lambda tmp: np.savetxt(tmp, centres, fmt="%d", header=header))
 
 
 @functools.lru_cache(maxsize=4)
@@ -212,6 +214,48 @@ class RebalancedSoftCrossEntropy(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "centres": self.centres.tolist(),
                 "weights": None if self.weights is None else self.weights.tolist()}
+
+
+# ---------------------------------------------------------------- the output space
+
+
+class AbBins(OutputSpace):
+    """Zhang et al.'s output: logits over the in-gamut ab bins, trained with the
+    rebalanced soft-encoded cross-entropy, decoded by annealed mean."""
+
+    name = "ab_bins"
+    activation = None
+
+    def channels(self):
+        return len(gamut_bins())
+
+    def loss(self, summary=None):
+        """Rebalanced by the training set's colour prior (dataset.json); unweighted
+        without one."""
+        centres = gamut_bins()
+        weights = (None if summary is None
+                   else weights_from_histogram(*summary_histogram(summary), centres))
+        return RebalancedSoftCrossEntropy(centres, weights)
+
+    def decode(self, value, temperature=None, gray=None):
+        del gray
+        from colorization.colorspace import ab_to_model
+
+        t = TEMPERATURE if temperature is None else temperature
+        return ab_to_model(ops.convert_to_numpy(annealed_mean(value, gamut_bins(), t)))
+
+    def check(self, model):
+        q = int(model.output[self.name].shape[-1])
+        if q != len(gamut_bins()):
+            return (f"the model predicts {q} ab bins but resources/ab_gamut_bins.txt has "
+                    f"{len(gamut_bins())}")
+        return None
+
+    def describe(self, model):
+        return f"classification head over {int(model.output[self.name].shape[-1])} ab bins"
+
+
+AB_BINS = AbBins()
 
 
 def main(argv=None):

@@ -13,14 +13,18 @@ import numpy as np
 from tqdm import tqdm
 
 from colorization import metrics
-from colorization.atomic_io import partial_path, write_json_atomic
+from colorization.atomic_io import (
+    replace_atomic,
+    save_figure_atomic,
+    write_json_atomic,
+    write_png_atomic,
+)
 from colorization.colorspace import compose_rgb, model_to_ab, to_uint8
 
 
 def save_model_atomic(model, path):
-    tmp = partial_path(path)
-    model.save(tmp)
-    os.replace(tmp, path)
+    # Keras picks the format from the name, so the temporary keeps ".keras".
+    replace_atomic(path, model.save, suffix=".keras")
 
 
 class TrainingState:
@@ -156,18 +160,15 @@ class SamplePictures(keras.callbacks.Callback):
     sample_ab_rmse and sample_auc. A classification head is decoded by annealed
     mean at `temperature`."""
 
-    def __init__(self, run_dir, lightness, target, temperature=None, key="ab"):
-        from colorization.decoding import target_ab01
-
+    def __init__(self, run_dir, lightness, target, temperature=None, output=None):
         super().__init__()
         self.dir = os.path.join(run_dir, "samples")
         self.lightness, self.temperature = lightness, temperature
-        self.ab_true = target_ab01(key, target, lightness)
+        self.ab_true = (np.asarray(target, np.float32) if output is None
+                        else output.target_ab01(target, lightness))
 
     def on_epoch_end(self, epoch, logs=None):
-        import cv2
-
-        from colorization.decoding import decoded_ab01
+        from colorization.systems import decoded_ab01
 
         pred = decoded_ab01(self.model.predict(self.lightness, verbose=0), self.temperature,
                             gray=self.lightness)
@@ -182,10 +183,7 @@ class SamplePictures(keras.callbacks.Callback):
                                         compose_rgb(self.lightness[k], self.ab_true[k])], 1))
         grid = to_uint8(np.concatenate(rows, 0))
         os.makedirs(self.dir, exist_ok=True)
-        path = os.path.join(self.dir, f"epoch-{epoch + 1:03d}.png")
-        tmp = os.path.join(self.dir, f".partial-{os.path.basename(path)}")
-        cv2.imwrite(tmp, grid[..., ::-1])
-        os.replace(tmp, path)
+        write_png_atomic(os.path.join(self.dir, f"epoch-{epoch + 1:03d}.png"), grid)
 
 
 def plot_learning_curves(csv_path, out_path):
@@ -212,10 +210,7 @@ def plot_learning_curves(csv_path, out_path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(out_path), f".partial-{os.path.basename(out_path)}")
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    os.replace(tmp, out_path)
+    save_figure_atomic(fig, out_path)
     return out_path
 
 

@@ -34,6 +34,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from colorization.seam import OutputSpace
+
 BINS = 32  # K, per axis
 GAUSS_MU, GAUSS_SIGMA = 0.0, 25.0  # Lab bins: quantiles of N(0, 25^2)
 HUE_WEIGHT = 5.0  # lambda_H
@@ -195,9 +197,38 @@ def decode_ab(logits, mode, bins=BINS):
     return np.stack([chroma * np.cos(hue), chroma * np.sin(hue)], -1).astype(np.float32)
 
 
-def output_mode(outputs):
-    """The histogram mode of a model's outputs (a dict), or None."""
-    for mode, key in MODES.items():
-        if key in outputs:
-            return mode
-    return None
+# ---------------------------------------------------------------- the output spaces
+
+
+class Histograms(OutputSpace):
+    """Larsson et al.'s per-pixel histograms: 2K logits, two marginals, trained by
+    KL divergence, decoded by the paper's rules for the mode."""
+
+    activation = None
+
+    def __init__(self, mode, title):
+        self.mode, self.name, self.title = mode, MODES[mode], title
+
+    def channels(self):
+        return 2 * BINS
+
+    def loss(self, summary=None):
+        del summary
+        return HistogramKL(self.mode)
+
+    def decode(self, value, temperature=None, gray=None):
+        del temperature, gray
+        from colorization.colorspace import ab_to_model
+
+        return ab_to_model(decode_ab(ops.convert_to_numpy(value), self.mode))
+
+    def check(self, model):
+        units = int(model.output[self.name].shape[-1])
+        if units != self.channels():
+            return (f"the model predicts {units} histogram logits; histograms.py has "
+                    f"2 x {BINS}")
+        return None
+
+
+LAB_HIST = Histograms("lab", "Lab marginal histograms (2 x 32 bins)")
+HUE_CHROMA_HIST = Histograms("hue_chroma", "hue and chroma histograms (2 x 32 bins)")

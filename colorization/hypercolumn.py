@@ -34,8 +34,16 @@ import sys
 import warnings
 
 import keras
+import numpy as np
 
-from colorization.layers import BilinearUpSampling, CropToFractionOf, PadToMultiple, VGGGrayInput
+from colorization.layers import (
+    BilinearUpSampling,
+    CropToFractionOf,
+    LayerFactory,
+    PadToMultiple,
+    VGGGrayInput,
+)
+from colorization.seam import Network, OutputSpace
 
 # (block, number of 3x3 convolutions, filters) of VGG-16 (Simonyan & Zisserman).
 VGG16_BLOCKS = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]
@@ -47,6 +55,7 @@ VARGA_LAYERS = ["block1_conv2", "block2_conv2", "block3_conv3"]
 VARGA_CONVS = [128, 16]
 PAD = {"larsson": 16, "varga": 4}
 OUTPUT_STRIDE = {"larsson": LARSSON_STRIDE, "varga": 1}
+MODEL_NAMES = {"larsson": "larsson2016", "varga": "varga2016"}
 IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
@@ -54,37 +63,37 @@ class WeightsError(ValueError):
     """VGG-16 weights that were asked for cannot be used; str(error) says why."""
 
 
-def _conv(L, name, filters, kernel=3, activation="relu", output=False):
+def _conv(layers, name, filters, kernel=3, activation="relu", output=False):
     """A convolution scaled by the width (output=True: exactly `filters`, float32,
     since the losses need the precision under mixed policies)."""
     # He initialisation: VGG-16 has no batch normalization, and the demo presets
     # train it from scratch. The output layer starts at zero: uniform histograms
     # and gray U, V, whatever the scale of VGG's activations (hundreds with
     # ImageNet weights; Larsson et al. initialise their head with sigma 1e-4).
-    return L.get(name, lambda: keras.layers.Conv2D(
-        filters if output else L.ch(filters), kernel, padding="same", activation=activation,
+    return layers.get(name, lambda: keras.layers.Conv2D(
+        filters if output else layers.ch(filters), kernel, padding="same", activation=activation,
         kernel_initializer="zeros" if output else "he_normal",
         dtype="float32" if output else None, name=name))
 
 
-def vgg16_features(L, vgg_input, last_block):
+def vgg16_features(layers, vgg_input, last_block):
     """{layer name: activation} of VGG-16's convolutions up to block `last_block`."""
     x, features = vgg_input, {}
     for block, convs, filters in VGG16_BLOCKS[:last_block]:
         if block > 1:
-            x = L.get(f"block{block - 1}_pool", lambda b=block: keras.layers.MaxPooling2D(
+            x = layers.get(f"block{block - 1}_pool", lambda b=block: keras.layers.MaxPooling2D(
                 2, name=f"block{b - 1}_pool"))(x)
         for i in range(1, convs + 1):
             name = f"block{block}_conv{i}"
-            x = features[name] = _conv(L, name, filters)(x)
+            x = features[name] = _conv(layers, name, filters)(x)
     return features
 
 
-def _resample(L, x, name, stride, target_stride):
+def _resample(layers, x, name, stride, target_stride):
     """x at 1/stride of the input's resolution -> 1/target_stride: area average
     when finer, bilinear when coarser (strides are powers of 2)."""
     if stride < target_stride:
-        return L.get(name, lambda: keras.layers.AveragePooling2D(
+        return layers.get(name, lambda: keras.layers.AveragePooling2D(
             target_stride // stride, name=name))(x)
     if stride > target_stride:
         # Made anew (no weights): models saved with UpSampling2D here get the same
@@ -97,27 +106,29 @@ def _layer_stride(name):
     return 2 ** (int(name[len("block")]) - 1)  # blockN is at 1/2^(N-1)
 
 
-def _larsson_head(L, vgg_input, features, out_key, out_units):
-    parts = [_resample(L, features[name], f"hyper_{name}", _layer_stride(name), LARSSON_STRIDE)
-             for name in LARSSON_LAYERS]
-    hyper = L.get("hypercolumn", lambda: keras.layers.Concatenate(name="hypercolumn"))(parts)
-    hidden = _conv(L, "h_fc1", LARSSON_HIDDEN, kernel=1)(hyper)
-    return _conv(L, out_key, out_units, kernel=1, activation=None, output=True)(hidden)
+def _larsson_head(layers, features, output):
+    parts = [_resample(layers, features[name], f"hyper_{name}", _layer_stride(name),
+                       LARSSON_STRIDE) for name in LARSSON_LAYERS]
+    hyper = layers.get("hypercolumn", lambda: keras.layers.Concatenate(name="hypercolumn"))(parts)
+    hidden = _conv(layers, "h_fc1", LARSSON_HIDDEN, kernel=1)(hyper)
+    return _conv(layers, output.name, output.channels(), kernel=1, activation=output.activation,
+                 output=True)(hidden)
 
 
-def _varga_head(L, vgg_input, features, out_key, out_units):
-    parts = [vgg_input] + [_resample(L, features[name], f"hyper_{name}", _layer_stride(name), 1)
-                           for name in VARGA_LAYERS]
-    t = L.get("hypercolumn", lambda: keras.layers.Concatenate(name="hypercolumn"))(parts)
-    a = _conv(L, "varga_conv1", VARGA_CONVS[0])(t)
-    b = _conv(L, "varga_conv2", VARGA_CONVS[1])(a)
-    q = L.get("varga_q", lambda: keras.layers.Concatenate(name="varga_q"))([a, b])
-    return _conv(L, out_key, out_units, kernel=1, activation="sigmoid", output=True)(q)
+def _varga_head(layers, vgg_input, features, output):
+    parts = [vgg_input] + [_resample(layers, features[name], f"hyper_{name}",
+                                     _layer_stride(name), 1) for name in VARGA_LAYERS]
+    t = layers.get("hypercolumn", lambda: keras.layers.Concatenate(name="hypercolumn"))(parts)
+    a = _conv(layers, "varga_conv1", VARGA_CONVS[0])(t)
+    b = _conv(layers, "varga_conv2", VARGA_CONVS[1])(a)
+    q = layers.get("varga_q", lambda: keras.layers.Concatenate(name="varga_q"))([a, b])
+    return _conv(layers, output.name, output.channels(), kernel=1, activation=output.activation,
+                 output=True)(q)
 
 
-def build(L, variant, out_key, out_units, input_size=224):
+def build(layers, variant, output, input_size=224):
     """The network on an input_size x input_size L (None: any size, padded and
-    cropped back). L: build_model._Layers (fresh layers or those of a model)."""
+    cropped back). layers: a LayerFactory (fresh layers or those of a model)."""
     if variant not in PAD:
         raise ValueError(f"unknown hypercolumn variant {variant!r} (larsson or varga)")
     gray = keras.Input((input_size, input_size, 1), name="gray")
@@ -125,16 +136,15 @@ def build(L, variant, out_key, out_units, input_size=224):
     padded = input_size is None or input_size % pad
     # Made anew (no weights): a 224 x 224 training model has no padding layer.
     x = PadToMultiple(pad, name="pad_to_multiple")(gray) if padded else gray
-    vgg_input = L.get("vgg_input", lambda: VGGGrayInput(name="vgg_input"))(x)
+    vgg_input = layers.get("vgg_input", lambda: VGGGrayInput(name="vgg_input"))(x)
     if variant == "larsson":
-        out = _larsson_head(L, vgg_input, vgg16_features(L, vgg_input, 5), out_key, out_units)
+        out = _larsson_head(layers, vgg16_features(layers, vgg_input, 5), output)
     else:
-        out = _varga_head(L, vgg_input, vgg16_features(L, vgg_input, 3), out_key, out_units)
+        out = _varga_head(layers, vgg_input, vgg16_features(layers, vgg_input, 3), output)
     if padded:
         out = CropToFractionOf(OUTPUT_STRIDE[variant], name="crop_output")([out, gray])
     suffix = "" if input_size else "_any_size"
-    name = {"larsson": "larsson2016", "varga": "varga2016"}[variant] + suffix
-    return keras.Model(gray, {out_key: out}, name=name)
+    return keras.Model(gray, {output.name: out}, name=MODEL_NAMES[variant] + suffix)
 
 
 def backbone_layers(model):
@@ -193,3 +203,87 @@ def load_backbone_weights(model, weights, log=None):
     line = f"VGG-16 backbone: {len(names)} convolutions loaded from {weights}"
     log(line)
     return line
+
+
+# ---------------------------------------------------------------- Varga's output space
+
+
+def uv01_to_ab01(uv01, gray):
+    """U, V / 255 (n, h, w, 2) and the gray input L / 100 (n, H, W, 1) -> ab01."""
+    import cv2
+
+    from colorization.colorspace import ab_from_uv, ab_to_model
+
+    uv01, gray = np.asarray(uv01, np.float32), np.asarray(gray, np.float32)
+    out = []
+    for uv, g in zip(uv01, gray, strict=True):
+        g = g[..., 0]
+        if g.shape != uv.shape[:2]:
+            g = cv2.resize(g, (uv.shape[1], uv.shape[0]), interpolation=cv2.INTER_AREA)
+        out.append(ab_to_model(ab_from_uv(g * 100.0, uv * 255.0)))
+    return np.stack(out)
+
+
+class UV(OutputSpace):
+    """Varga & Szirányi's output: U and V of YUV / 255 by a sigmoid, trained by
+    cross-entropy; ab comes back through YUV with the luma of the gray input."""
+
+    name = "uv"
+    title = "U and V of YUV at full resolution"
+    target = "uv"
+    activation = "sigmoid"
+
+    def channels(self):
+        return 2
+
+    def loss(self, summary=None):
+        # Varga & Szirányi's cross-entropy between the target and predicted U, V in
+        # [0, 1]. The seed writes it as -sum UV log UV_p, which alone is smallest at
+        # UV_p = 1 whatever the target; with the (1 - UV) log(1 - UV_p) term it is
+        # the binary cross-entropy, smallest at UV_p = UV.
+        del summary
+        return keras.losses.BinaryCrossentropy(name="uv_xent")
+
+    def decode(self, value, temperature=None, gray=None):
+        del temperature
+        if gray is None:
+            raise ValueError("decoding U and V needs the gray input (its L gives Y)")
+        return uv01_to_ab01(keras.ops.convert_to_numpy(value), gray)
+
+    def target_ab01(self, target, gray):
+        return uv01_to_ab01(target, gray)
+
+
+UV_OUTPUT = UV()
+
+
+# ---------------------------------------------------------------- the networks
+
+
+class Hypercolumn(Network):
+    """A VGG-16 hypercolumn network (`variant` larsson or varga)."""
+
+    def __init__(self, variant, title, outputs):
+        self.name = variant
+        self.title = title
+        self.outputs = outputs
+        self.model_names = (MODEL_NAMES[variant], MODEL_NAMES[variant] + "_any_size")
+        self.output_stride = OUTPUT_STRIDE[variant]
+
+    def build(self, cfg, output, input_size=224):
+        # The VGG-16 weights are loaded by `initialize` on a fresh run.
+        return build(LayerFactory(cfg.model.width), self.name, output, input_size)
+
+    def any_size(self, model, output, global_size=224, with_global_input=False):
+        del global_size, with_global_input  # no global path
+        return build(LayerFactory(model=model), self.name, output, input_size=None)
+
+    def check(self, cfg):
+        check_weights(cfg.model.backbone_weights, cfg.model.width == 1.0)
+
+    def initialize(self, model, cfg):
+        return load_backbone_weights(model, cfg.model.backbone_weights)
+
+
+LARSSON = Hypercolumn("larsson", "Larsson et al. 2016", ("hue_chroma_hist", "lab_hist"))
+VARGA = Hypercolumn("varga", "Varga & Szirányi 2016", ("uv",))

@@ -47,24 +47,15 @@ def load_model(path):
     except Exception as e:  # noqa: BLE001 (Keras raises many types for a bad file)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"not a loadable Keras model ({first[:160]})") from None
-    from colorization.decoding import COLOUR_KEYS
+    from colorization import systems
 
-    if not isinstance(model.output, dict) or not (set(COLOUR_KEYS) & set(model.output)):
-        raise ModelError("not a colorization model (no colour output: "
-                         + ", ".join(COLOUR_KEYS) + ")")
-    if "ab_bins" in model.output:
-        from colorization.ab_bins import gamut_bins
-
-        q = int(model.output["ab_bins"].shape[-1])
-        if q != len(gamut_bins()):
-            raise ModelError(f"the model predicts {q} ab bins but resources/ab_gamut_bins.txt "
-                             f"has {len(gamut_bins())}")
-    from colorization import histograms
-
-    mode = histograms.output_mode(model.output)
-    if mode and int(model.output[histograms.MODES[mode]].shape[-1]) != 2 * histograms.BINS:
-        raise ModelError(f"the model predicts {model.output[histograms.MODES[mode]].shape[-1]} "
-                         f"histogram logits; histograms.py has 2 x {histograms.BINS}")
+    try:
+        _, output = systems.of_model(model)
+    except systems.UnknownModel as e:
+        raise ModelError(str(e)) from None
+    problem = output.check(model)
+    if problem:
+        raise ModelError(problem)
     return model
 
 
@@ -118,16 +109,18 @@ class Colorizer:
 
     Any kind of model train.py writes (Iizuka et al.'s network with either head,
     Zhang et al.'s, Larsson et al.'s, Varga & Szirányi's), decoded by
-    decoding.decoded_ab01; a classification head by annealed mean at
+    systems.decoded_ab01; a classification head by annealed mean at
     `temperature` (T = 1: the mean of the predicted distribution, T -> 0: its mode).
     """
 
     def __init__(self, model, with_reference=False, temperature=None):
-        from build_model import ARCH_NAMES, any_size_model, has_global_features, model_arch
+        from build_model import any_size_model
+        from colorization import systems
 
-        if with_reference and not has_global_features(model):
-            raise ModelError(f"this model ({ARCH_NAMES[model_arch(model)]}'s network) has no "
-                             "global features, so it cannot take them from a reference image")
+        network, _ = systems.of_model(model)
+        if with_reference and not network.has_global_features:
+            raise ModelError(f"this model ({network.title}'s network) has no global features, "
+                             "so it cannot take them from a reference image")
         self.global_size = int(model.input_shape[1] or 224)
         self.net = any_size_model(model, self.global_size, with_global_input=with_reference)
         self.with_reference = with_reference
@@ -140,7 +133,7 @@ class Colorizer:
         Varga's), class probabilities or None)."""
         from keras import ops
 
-        from colorization.decoding import decoded_ab01
+        from colorization.systems import decoded_ab01
 
         x = np.asarray(gray_batch, np.float32)
         # predict_on_batch runs one compiled function; Keras traces it with

@@ -173,3 +173,47 @@ def _last(x, axis):
     index = [slice(None)] * len(x.shape)
     index[axis] = slice(-1, None)
     return x[tuple(index)]
+
+
+# ---------------------------------------------------------------- building networks
+
+# Torch's batch-norm momentum of 0.1 (the reference implementation's framework),
+# i.e. Keras's 0.9: the moving statistics follow the weights within tens of steps.
+# Every network of the project uses it, so short runs evaluate with statistics
+# that have caught up with the weights.
+BN_MOMENTUM = 0.9
+
+
+class LayerFactory:
+    """Creates each named layer once (a fresh build) or fetches it from a built
+    model, so one builder wires both a training model and its any-size twin with
+    the same layers and weights."""
+
+    def __init__(self, width=1.0, model=None):
+        self.width, self.model, self.cache = width, model, {}
+
+    def ch(self, n):
+        """n channels scaled by the width (at least 1)."""
+        return max(1, round(n * self.width))
+
+    def get(self, name, factory):
+        if self.model is not None:
+            return self.model.get_layer(name)
+        if name not in self.cache:
+            self.cache[name] = factory()
+        return self.cache[name]
+
+    def batch_norm(self, name):
+        return self.get(name, lambda: keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                                                      name=name))
+
+    def conv_bn_relu(self, x, name, filters, stride=1):
+        conv = self.get(name, lambda: keras.layers.Conv2D(
+            self.ch(filters), 3, strides=stride, padding="same", name=name))
+        relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
+        return relu(self.batch_norm(name + "_bn")(conv(x)))
+
+    def dense_bn_relu(self, x, name, units):
+        dense = self.get(name, lambda: keras.layers.Dense(self.ch(units), name=name))
+        relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
+        return relu(self.batch_norm(name + "_bn")(dense(x)))

@@ -17,11 +17,9 @@ and no class head.
 
 import keras
 
-from colorization.layers import CropToFractionOf, PadToMultiple
+from colorization.layers import CropToFractionOf, LayerFactory, PadToMultiple
+from colorization.seam import Network
 
-# The same moving-statistics momentum as the Iizuka network (build_model.py), so
-# short runs evaluate with statistics that have caught up with the weights.
-BN_MOMENTUM = 0.9
 # (block name, [(filters, stride, dilation), ...]) from the paper's Table 4.
 BLOCKS = [
     ("conv1", [(64, 1, 1), (64, 2, 1)]),
@@ -37,34 +35,53 @@ CONV8 = [256, 256]
 OUTPUT_STRIDE = 4
 
 
-def _network(L, x, num_bins):
-    """L/100 (padded to a multiple of 8) -> logits (B, H/4, W/4, num_bins)."""
+def _network(layers, x, output):
+    """L/100 (padded to a multiple of 8) -> logits (B, H/4, W/4, Q)."""
     for block, convs in BLOCKS:
         for i, (filters, stride, dilation) in enumerate(convs, 1):
             name = f"{block}_{i}"
-            x = L.get(name, lambda n=name, f=filters, s=stride, d=dilation: keras.layers.Conv2D(
-                L.ch(f), 3, strides=s, dilation_rate=d, padding="same", activation="relu",
-                name=n))(x)
-        x = L.get(f"{block}_bn", lambda b=block: keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, name=f"{b}_bn"))(x)
-    x = L.get("conv8_1", lambda: keras.layers.Conv2DTranspose(
-        L.ch(UPSAMPLE), 4, strides=2, padding="same", activation="relu", name="conv8_1"))(x)
+            x = layers.get(name, lambda n=name, f=filters, s=stride, d=dilation:
+                           keras.layers.Conv2D(layers.ch(f), 3, strides=s, dilation_rate=d,
+                                               padding="same", activation="relu", name=n))(x)
+        x = layers.batch_norm(f"{block}_bn")(x)
+    x = layers.get("conv8_1", lambda: keras.layers.Conv2DTranspose(
+        layers.ch(UPSAMPLE), 4, strides=2, padding="same", activation="relu",
+        name="conv8_1"))(x)
     for i, filters in enumerate(CONV8, 2):
-        x = L.get(f"conv8_{i}", lambda i=i, f=filters: keras.layers.Conv2D(
-            L.ch(f), 3, padding="same", activation="relu", name=f"conv8_{i}"))(x)
+        x = layers.get(f"conv8_{i}", lambda i=i, f=filters: keras.layers.Conv2D(
+            layers.ch(f), 3, padding="same", activation="relu", name=f"conv8_{i}"))(x)
     # float32 logits: the softmax and the cross-entropy need the precision.
-    return L.get("ab_bins", lambda: keras.layers.Conv2D(
-        num_bins, 1, dtype="float32", name="ab_bins"))(x)
+    return layers.get(output.name, lambda: keras.layers.Conv2D(
+        output.channels(), 1, activation=output.activation, dtype="float32",
+        name=output.name))(x)
 
 
-def build(L, num_bins, input_size=224):
+def build(layers, output, input_size=224):
     """The network on an input_size x input_size L (None: any size, padded to a
     multiple of 8 and cropped back to ceil(H/4) x ceil(W/4))."""
     gray = keras.Input((input_size, input_size, 1), name="gray")
     if input_size is not None and input_size % 8 == 0:
-        logits = _network(L, gray, num_bins)
+        logits = _network(layers, gray, output)
     else:
-        logits = _network(L, PadToMultiple(8, name="pad_to_8")(gray), num_bins)
+        logits = _network(layers, PadToMultiple(8, name="pad_to_8")(gray), output)
         logits = CropToFractionOf(OUTPUT_STRIDE, name="crop_to_quarter")([logits, gray])
     name = "zhang2016" if input_size else "zhang2016_any_size"
-    return keras.Model(gray, {"ab_bins": logits}, name=name)
+    return keras.Model(gray, {output.name: logits}, name=name)
+
+
+class Zhang(Network):
+    name = "zhang"
+    title = "Zhang et al. 2016"
+    model_names = ("zhang2016", "zhang2016_any_size")
+    outputs = ("ab_bins",)
+    output_stride = OUTPUT_STRIDE
+
+    def build(self, cfg, output, input_size=224):
+        return build(LayerFactory(cfg.model.width), output, input_size)
+
+    def any_size(self, model, output, global_size=224, with_global_input=False):
+        del global_size, with_global_input  # no global path
+        return build(LayerFactory(model=model), output, input_size=None)
+
+
+NETWORK = Zhang()

@@ -16,7 +16,7 @@ import build_model
 import evaluate
 import model_train
 import read_input
-from colorization import decoding, hypercolumn, inference
+from colorization import hypercolumn, inference, systems
 from config import get_config
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -62,9 +62,11 @@ def val_loss(model_path, data_dir, preset):
     cfg = get_config(preset)
     model = keras.saving.load_model(model_path, safe_mode=True)
     model_train.compile_model(model, cfg, with_labels=False)
-    key = build_model.colour_key(cfg)
+    network, output = systems.resolve(cfg)
+    key = output.name
     ds = read_input.make_dataset(data_dir, "val", 16, training=False, with_labels=False,
-                                 ab_stride=build_model.output_stride(cfg), ab_key=key)
+                                 ab_stride=network.output_stride, ab_key=key,
+                                 target=output.target)
     loss = float(np.ravel(model.evaluate(ds, verbose=0))[0])
     if key == "uv":
         xent = keras.losses.BinaryCrossentropy()
@@ -184,7 +186,7 @@ def test_short_trainings_lower_the_losses(larsson_run, varga_run, scenes_dataset
 
 
 def test_lab_marginals_train_on_a_fixed_batch():
-    cfg = get_config("larsson-demo", model={"histogram": "lab"}, train={"learning_rate": 5e-3})
+    cfg = get_config("larsson-demo", model={"output": "lab_hist"}, train={"learning_rate": 5e-3})
     keras.utils.set_random_seed(0)
     model = build_model.build_model(cfg)
     assert model.output["lab_hist"].shape[1:] == (56, 56, 64)
@@ -204,14 +206,14 @@ def test_lab_marginals_train_on_a_fixed_batch():
 def test_saved_model_loads_in_safe_mode_and_runs_at_any_size(which, larsson_run, varga_run):
     path = (larsson_run if which == "larsson" else varga_run)[0]
     model = inference.load_model(path)
-    assert build_model.model_arch(model) == which
-    assert not build_model.has_global_features(model)
+    network, _ = systems.of_model(model)
+    assert network.name == which and not network.has_global_features
     stride = 4 if which == "larsson" else 1
     colorizer = inference.Colorizer(model)
     x = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32)
     ab, probs = colorizer.predict(x)
     assert probs is None and ab.shape == (2, 224 // stride, 224 // stride, 2)
-    direct = decoding.decoded_ab01(model(x, training=False), gray=x)
+    direct = systems.decoded_ab01(model(x, training=False), gray=x)
     np.testing.assert_allclose(ab, direct, atol=1e-4)  # any-size wiring = training model
     for h, w in [(37, 101), (300, 200)]:
         ab, _ = colorizer.predict(np.random.rand(1, h, w, 1).astype(np.float32))

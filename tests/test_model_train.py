@@ -14,6 +14,7 @@ from conftest import ROOT
 import build_model
 import model_train
 import read_input
+from colorization import devices
 from colorization.callbacks import Checkpointing, NanGuard, TrainingState
 from config import get_config
 
@@ -125,16 +126,16 @@ def test_one_step_under_each_precision_policy(policy, scenes_dataset):
 
 
 def test_auto_precision_says_why():
-    policy, why = model_train.choose_precision("auto")
+    policy, why = devices.choose_precision("auto")
     assert policy in ("float32", "mixed_float16", "mixed_bfloat16") and why
-    assert model_train.choose_precision("float32") == ("float32", "requested")
+    assert devices.choose_precision("float32") == ("float32", "requested")
 
 
 @pytest.mark.parametrize("cc, expected", [((9, 0), "mixed_bfloat16"), ((8, 0), "mixed_bfloat16"),
                                           ((7, 5), "mixed_float16"), ((6, 1), "float32")])
 def test_auto_precision_on_a_gpu_follows_its_compute_capability(monkeypatch, cc, expected):
-    monkeypatch.setattr(model_train, "gpus", lambda: [("Some GPU", cc)])
-    policy, why = model_train.choose_precision("auto")
+    monkeypatch.setattr(devices, "gpus", lambda: [("Some GPU", cc)])
+    policy, why = devices.choose_precision("auto")
     assert policy == expected and f"{cc[0]}.{cc[1]}" in why
 
 

@@ -16,7 +16,7 @@ import build_model
 import evaluate
 import model_train
 import read_input
-from colorization import ab_bins, colorspace, decoding, inference
+from colorization import ab_bins, colorspace, inference, systems
 from config import get_config
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -75,12 +75,12 @@ def test_short_training_lowers_the_rebalanced_loss(zhang_run, scenes_dataset):
 def test_saved_model_loads_in_safe_mode_and_runs_at_any_size(zhang_run):
     _, result, _ = zhang_run
     model = inference.load_model(result["model"])
-    assert build_model.model_arch(model) == "zhang" and "scene" not in model.output
+    assert systems.of_model(model)[0].name == "zhang" and "scene" not in model.output
     x = np.random.default_rng(0).random((2, 224, 224, 1)).astype(np.float32)
     colorizer = inference.Colorizer(model)
     ab, probs = colorizer.predict(x)
     assert probs is None and ab.shape == (2, 56, 56, 2)
-    direct = decoding.decoded_ab01(model(x, training=False))
+    direct = systems.decoded_ab01(model(x, training=False))
     np.testing.assert_allclose(ab, direct, atol=1e-4)  # any-size wiring = training model
     for h, w in [(37, 101), (300, 200)]:
         ab, _ = colorizer.predict(np.random.rand(1, h, w, 1).astype(np.float32))
@@ -125,7 +125,7 @@ def test_transform_and_evaluate_take_a_zhang_model_with_no_extra_flags(
 
 
 def test_iizuka_network_with_the_classification_head(tmp_path):
-    cfg = get_config("demo", model={"head": "classification", "width": 0.0625},
+    cfg = get_config("demo", model={"output": "ab_bins", "width": 0.0625},
                      train={"learning_rate": 1e-2})
     keras.utils.set_random_seed(0)
     model = build_model.build_model(cfg)
@@ -136,7 +136,7 @@ def test_iizuka_network_with_the_classification_head(tmp_path):
     out = styled.predict({"gray": x, "global_gray": x}, verbose=0)
     assert out["ab_bins"].shape == (2, 25, 35, q)
     # It trains: the rebalanced loss on one fixed batch (one colour per image) falls.
-    model_train.compile_model(model, cfg, with_labels=True, rebalancing=np.ones(q, np.float32))
+    model_train.compile_model(model, cfg, with_labels=True)  # unweighted: no colour prior
     xb = np.random.default_rng(1).random((4, 224, 224, 1)).astype(np.float32)
     colours = np.array([[20, -30], [-40, 10], [50, 60], [0, 0]], np.float32)
     ab = np.broadcast_to(colours[:, None, None], (4, 112, 112, 2))

@@ -81,7 +81,8 @@ PACKAGES = [
                      "*/imagename/*", "*/wordsgame/*", "*/solar_system/*", "*/watercycle/*",
                      "*/renewable_energy/*", "*/canal_lock/*", "*/photo_hunter/*"),
             containers="rcc"),
-    Package("deb", "plasma-workspace-wallpapers", include=("usr/share/wallpapers/*/contents/images*/*",),
+    Package("deb", "plasma-workspace-wallpapers",
+            include=("usr/share/wallpapers/*/contents/images*/*",),
             exclude=tuple(f"*/wallpapers/{name}/*" for name in (
                 "Autumn", "Canopee", "ColorfulCups", "Elarun", "Honeywave", "Kay", "Patak",
                 "SafeLanding", "Shell", "Volna", "Flow", "Opal", "Cascade", "IceCold", "Altai",

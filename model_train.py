@@ -23,7 +23,9 @@ default). The run directory holds everything about the run:
     state/             the resumable state: weights + optimizer, epoch and step
 
 Started again with the same --run-dir, training continues from the last saved
-step; a finished run says so and exits 0. Several GPUs are used through
+step with the run's own settings (--epochs may lengthen or shorten it, even once
+finished; a flag that would change anything else is refused, naming it); a
+finished run says so and exits 0. Several GPUs are used through
 MirroredStrategy; several machines through MultiWorkerMirroredStrategy when
 TF_CONFIG names more than one worker (see the README). --batch-size is the global
 batch, divided across the replicas.
@@ -161,7 +163,11 @@ def prepare(cfg, data_dir, run_dir):
     os.makedirs(run_dir, exist_ok=True)
     state = TrainingState(run_dir).load()
     if state and state.get("finished"):
-        return None, {"status": "already finished", "run_dir": run_dir, **state}
+        if state["epoch"] >= cfg.train.epochs:
+            return None, {"status": "already finished", "run_dir": run_dir, **state}
+        # --epochs past the end: the finished run goes on from its last state.
+        state = {k: v for k, v in state.items() if k != "finished"}
+        write_json_atomic(TrainingState(run_dir).path, state)
     with_labels = summary["num_classes"] > 0 and network.has_scene_head
     cfg.model.num_classes = summary["num_classes"] if with_labels else 0
     cfg.model.output = output.name
@@ -240,6 +246,12 @@ def callbacks_for(run, samples, step0, best, progress, save_every_steps):
         LearningCurves(csv_path, os.path.join(run.run_dir, "plots", "learning_curves.png"))]
 
 
+def validation_steps(run):
+    """Batches in one pass over the val split (the last one partial): told to fit,
+    so that it neither guesses nor warns that the finite split ran out."""
+    return max(1, math.ceil(run.summary["splits"]["val"]["count"] / run.cfg.train.batch_size))
+
+
 def fit(run, model, state, train_ds, val_ds, callbacks, nan_guard):
     """Runs the epochs still to do (the interrupted one first); TrainingError on a NaN."""
     from colorization.callbacks import TrainingState
@@ -255,7 +267,8 @@ def fit(run, model, state, train_ds, val_ds, callbacks, nan_guard):
     for initial, end, n_steps in phases:
         # shuffle=False: the tf.data pipeline shuffles; Keras would only warn.
         model.fit(train_ds, epochs=end, initial_epoch=initial, steps_per_epoch=n_steps,
-                  validation_data=val_ds, callbacks=callbacks, verbose=0, shuffle=False)
+                  validation_data=val_ds, validation_steps=validation_steps(run),
+                  callbacks=callbacks, verbose=0, shuffle=False)
         if nan_guard.where:
             epoch, step = nan_guard.where
             last = TrainingState(run.run_dir).load()
@@ -464,9 +477,9 @@ def main(argv=None):
         auto, why = choose_precision("auto")
         for policy in dict.fromkeys(["float32", auto]):
             rate, _ = benchmark_training(cfg, policy, batch)
+            note = f" - auto: {why}" if policy == auto else ""
             print(f"{cfg.preset} preset, {policy}: {rate:.2f} training images/s "
-                  f"(batch {batch}, median of 8 steps){' - auto: ' + why if policy == auto else ''}",
-                  flush=True)
+                  f"(batch {batch}, median of 8 steps){note}", flush=True)
         return 0
     import read_input
     from colorization.hypercolumn import WeightsError

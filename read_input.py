@@ -257,7 +257,8 @@ def main(argv=None):
     p.add_argument("--split", default="train")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--crop-size", type=int, default=224)
-    p.add_argument("--benchmark", action="store_true", help="print training examples/s beside the decode-only rate")
+    p.add_argument("--benchmark", action="store_true",
+                   help="print training examples/s beside the decode-only rate")
     p.add_argument("--batches", type=int, default=50, help="batches per benchmark timing")
     p.add_argument("--show", metavar="FILE.png", help="write a grid of decoded samples")
     args = p.parse_args(argv)

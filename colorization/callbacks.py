@@ -78,7 +78,7 @@ class Checkpointing(keras.callbacks.Callback):
         self.epoch, self.step_in_epoch, self.first_step = 0, start_step, start_step
         self.best = best
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
@@ -114,7 +114,7 @@ class NanGuard(keras.callbacks.Callback):
         super().__init__()
         self.epoch, self.where = 0, None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
@@ -133,14 +133,14 @@ class ProgressBar(keras.callbacks.Callback):
         self.start_step, self.enabled = start_step, enabled
         self.bar, self.t0 = None, None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.bar = tqdm(total=self.steps, initial=self.start_step, unit="step",
                         desc=f"epoch {epoch + 1}/{self.epochs}", disable=not self.enabled,
                         dynamic_ncols=True)
         self.t0, self.done = time.perf_counter(), 0
         self.start_step = 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.done += 1
         rate = self.done * self.batch_size / max(time.perf_counter() - self.t0, 1e-9)
         self.bar.set_postfix(loss=f"{float(logs.get('loss', 0)):.4f}", img_s=f"{rate:.1f}")
@@ -221,6 +221,6 @@ class LearningCurves(keras.callbacks.Callback):
         super().__init__()
         self.csv_path, self.out_path = csv_path, out_path
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         # CSVLogger (earlier in the list) has written this epoch's row already.
         plot_learning_curves(self.csv_path, self.out_path)

@@ -41,7 +41,7 @@ class OutputSpace:
         """A one-line reason (str) why a loaded model's output cannot be decoded, or None."""
         del model
 
-    def describe(self, model):
+    def describe(self, model):  # noqa: ARG002 (a space may read the model's size)
         return self.title
 
 
@@ -75,7 +75,8 @@ class Network:
         """Raises ValueError for a config this network cannot be built or initialised from."""
 
     def initialize(self, model, cfg):
-        """Initialises a fresh model before training (pretrained weights); returns a line or None."""
+        """Initialises a fresh model before training (pretrained weights); returns a
+        line saying what it did, or None."""
         del model, cfg
 
     def summary_lines(self, cfg, model, output, rows):

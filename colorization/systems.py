@@ -48,8 +48,9 @@ def of_model(model):
     outputs = model.output if isinstance(model.output, dict) else {}
     output = next((OUTPUTS[k] for k in outputs if k in OUTPUTS), None)
     if network is None:
+        known = ", ".join(m for n in NETWORKS.values() for m in n.model_names)
         raise UnknownModel(f"not a colorization model of this project (a model named {name!r}; "
-                           f"known: {', '.join(m for n in NETWORKS.values() for m in n.model_names)})")
+                           f"known: {known})")
     if output is None:
         raise UnknownModel(f"not a colorization model (no colour output: {', '.join(OUTPUTS)})")
     return network, output

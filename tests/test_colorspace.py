@@ -51,7 +51,8 @@ def test_model_scale_is_lab8_over_255():
     lab8 = np.array([[[200, 30, 220]]], np.uint8)
     lab = colorspace.lab8_to_lab(lab8)
     assert np.allclose(lab[..., 0] / 100, lab8[..., 0] * colorspace.LAB8_TO_MODEL)
-    assert np.allclose(colorspace.ab_to_model(lab[..., 1:]), lab8[..., 1:] * colorspace.LAB8_TO_MODEL)
+    assert np.allclose(colorspace.ab_to_model(lab[..., 1:]),
+                       lab8[..., 1:] * colorspace.LAB8_TO_MODEL)
     assert np.allclose(colorspace.model_to_ab(colorspace.ab_to_model(lab[..., 1:])), lab[..., 1:])
 
 

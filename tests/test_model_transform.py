@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, colourful_image
 
+import model_transform
 from colorization import colorspace, inference
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -152,7 +153,7 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_done(tmp_path, model_path)
     assert not [f for f in os.listdir(tmp_path) if "partial" in f]
 
 
-def test_bad_model_and_no_model(tmp_path, model_path):
+def test_bad_model_and_no_model(tmp_path, monkeypatch):
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), colourful_image(np.random.default_rng(5)))
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 definitely not a model")
@@ -161,8 +162,12 @@ def test_bad_model_and_no_model(tmp_path, model_path):
         proc = transform(str(img), "--model", str(tmp_path / bad))
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert len(errors(proc)) == 1 and bad in errors(proc)[0]
-    proc = transform(str(img), cwd=str(tmp_path))  # no runs/ here
-    assert proc.returncode == 2 and "model_train.py --preset demo" in proc.stderr
+    # No runs/ here and no shipped model: how to train one.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(model_transform, "SHIPPED_MODEL", str(tmp_path / "missing.keras"))
+    with pytest.raises(model_transform.UsageError, match="model_train.py --preset demo"):
+        model_transform.default_model()
+    assert model_transform.main([str(img)]) == 2
     assert not (tmp_path / "x_color.png").exists()
 
 

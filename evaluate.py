@@ -252,10 +252,10 @@ def table(results):
              "auc_rebalanced": "auc_rebal"}
     cols = [max(len(heads.get(k, k)), 7) + 2 for k in keys]
     lines = ["model".ljust(width) + "".join(f"{heads.get(k, k):>{c}s}"
-                                            for k, c in zip(keys, cols))]
+                                            for k, c in zip(keys, cols, strict=True))]
     for name, agg in results.items():
         lines.append(name.ljust(width) + "".join(
-            f"{agg[k]:{c}.2f}" if k in agg else f"{'-':>{c}s}" for k, c in zip(keys, cols)))
+            f"{agg[k]:{c}.2f}" if k in agg else f"{'-':>{c}s}" for k, c in zip(keys, cols, strict=True)))
     return "\n".join(lines)
 
 
@@ -334,7 +334,7 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
     else:
         eval_set = EvalSet(data_dir, split, crop_size, limit)
     predictors = baseline_predictors(eval_set)
-    for path, name in zip(models, display_names(models)):
+    for path, name in zip(models, display_names(models), strict=True):
         predictors.update(model_predictors(path, data_dir, eval_set, ablate_global, name=name,
                                            temperature=temperature))
     os.makedirs(out, exist_ok=True)

@@ -138,7 +138,7 @@ def write_compare(path, pixels, result, was_colour):
         panels.append(("original colour", shrink(as8(pixels)), None))
     h, w = panels[0][1].shape[:2]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4 * h / w + 0.5))
-    for ax, (title, img, cmap) in zip(axes, panels):
+    for ax, (title, img, cmap) in zip(axes, panels, strict=True):
         ax.imshow(img, cmap=cmap, vmin=0, vmax=1 if cmap else None)
         ax.set_title(title)
         ax.axis("off")

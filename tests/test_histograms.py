@@ -70,7 +70,7 @@ def test_hue_chroma_loss_equals_a_hand_computation():
     ab = np.array([[[[30.0, 40.0], [-20.0, 5.0]], [[0.0, -60.0], [2.0, 1.0]]]], np.float32)
     logits = rng.normal(0, 2, (1, 2, 2, 2 * K)).astype(np.float32)
     total = []
-    for (a, b), z in zip(ab.reshape(-1, 2), logits.reshape(-1, 2 * K)):
+    for (a, b), z in zip(ab.reshape(-1, 2), logits.reshape(-1, 2 * K), strict=True):
         hue = (math.atan2(b, a) / (2 * math.pi)) % 1.0
         chroma = min(math.hypot(a, b) / hg.CHROMA_MAX, 1.0)
         y_h, y_c = np.zeros(K), np.zeros(K)
@@ -99,7 +99,7 @@ def test_lab_loss_equals_a_hand_computation():
     logits = rng.normal(0, 2, (2, 3, 3, 2 * K)).astype(np.float32)
     edges = norm.ppf(np.arange(1, K) / K, 0, 25)
     total = []
-    for (a, b), z in zip(ab.reshape(-1, 2), logits.reshape(-1, 2 * K)):
+    for (a, b), z in zip(ab.reshape(-1, 2), logits.reshape(-1, 2 * K), strict=True):
         y_a, y_b = np.zeros(K), np.zeros(K)
         y_a[np.searchsorted(edges, a, side="right")] = 1
         y_b[np.searchsorted(edges, b, side="right")] = 1

@@ -93,7 +93,7 @@ def write_keras2_weights(model, path):
             names = ([f"{layer.name}/{w}:0".encode() for w in ("kernel", "bias")]
                      if layer.weights else [])
             group.attrs["weight_names"] = names
-            for name, value in zip(names, layer.get_weights()):
+            for name, value in zip(names, layer.get_weights(), strict=True):
                 group.create_dataset(name.decode(), data=value)
 
 

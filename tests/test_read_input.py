@@ -61,7 +61,7 @@ def test_training_repeats_and_eval_is_one_pass(scenes_dataset):
     ds = read_input.make_dataset(scenes_dataset, "val", batch_size=64, training=False)
     assert sum(int(x.shape[0]) for x, _ in ds) == n_val
     train = read_input.make_dataset(scenes_dataset, "train", batch_size=64, training=True)
-    assert len([b for _, b in zip(range(5), train)]) == 5  # 96 examples, 5 x 64 drawn
+    assert len([b for _, b in zip(range(5), train, strict=False)]) == 5  # 96 examples, 5 x 64 drawn
 
 
 def test_preprocessing_is_the_same_eagerly_and_inside_tf_data(scenes_dataset):

@@ -255,7 +255,8 @@ def table(results):
                                             for k, c in zip(keys, cols, strict=True))]
     for name, agg in results.items():
         lines.append(name.ljust(width) + "".join(
-            f"{agg[k]:{c}.2f}" if k in agg else f"{'-':>{c}s}" for k, c in zip(keys, cols, strict=True)))
+            f"{agg[k]:{c}.2f}" if k in agg else f"{'-':>{c}s}"
+            for k, c in zip(keys, cols, strict=True)))
     return "\n".join(lines)
 
 

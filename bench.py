@@ -74,9 +74,9 @@ def transform_child(model_path, image_path, max_side, repeats):
     times = []
     for i in range(repeats + 1):  # the first run is the warm-up
         start = time.perf_counter()
-        job = model_transform.load_job(image_path, out, args)
+        job = model_transform.load_job(image_path, out, args.max_pixels, args.max_side)
         ab, _probs = colorizer.predict(job.net_input[None])
-        model_transform.finish_job(job, ab[0], None, args, [])
+        model_transform.finish_job(job, ab[0])
         if i:
             times.append(time.perf_counter() - start)
     print(json.dumps({"seconds": times, "peak_rss_mb": peak_rss_mb(),

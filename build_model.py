@@ -83,8 +83,7 @@ def layer_table(model):
     for layer in model.layers:
         if not layer.weights or isinstance(layer, keras.layers.BatchNormalization):
             continue
-        params = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements")
-                         else _numel(w.shape)) for w in layer.weights)
+        params = sum(_numel(w.shape) for w in layer.weights)
         flops = 0
         for node in _nodes_in(model, layer):
             out_shape = tuple(node.outputs[0].shape)

@@ -34,7 +34,7 @@ from colorization.colorspace import (
     model_to_ab,
     to_uint8,
 )
-from colorization.example_codec import AB_BIN_CENTERS
+from colorization.example_codec import AB_BIN_CENTERS, colour_prior
 
 COLUMNS = ("ab_rmse", "auc", "auc_rebalanced", "psnr", "ssim", "colourfulness",
            "delta_colourfulness", "sky_ab_rmse", "sky_auc")
@@ -137,8 +137,7 @@ def _warn(message):
 
 def dataset_prior(summary):
     """The training split's ab histogram (27 x 27 counts) recorded in dataset.json."""
-    hist = summary["ab_histogram"]
-    return np.asarray(hist["counts"] if isinstance(hist, dict) else hist, np.float64)
+    return colour_prior(summary)[0]
 
 
 def upsample_ab(ab01, size):

@@ -152,22 +152,25 @@ class Job:
         self.net_input = net_input
 
 
-def load_job(path, dest, args):
+def load_job(path, dest, max_pixels, max_side):
+    """The decoded input and what the network sees, or ImageError with the reason."""
     from colorization.inference import network_input
 
     data = read_bytes(path)
-    check_pixel_limit(data, args.max_pixels)
+    check_pixel_limit(data, max_pixels)
     pixels, alpha = decode_pixels(data, keep_alpha=True)
     h, w = pixels.shape[:2]
-    if args.max_pixels and h * w > args.max_pixels:
+    if max_pixels and h * w > max_pixels:
         raise ImageError(f"{w}x{h} = {h * w:,} pixels is over the limit of "
-                         f"{args.max_pixels:,} (--max-pixels)")
+                         f"{max_pixels:,} (--max-pixels)")
     if min(h, w) < 8:
         raise ImageError(f"too small to colorize: {w}x{h} (needs at least 8 px a side)")
-    return Job(path, dest, pixels, alpha, network_input(pixels, args.max_side))
+    return Job(path, dest, pixels, alpha, network_input(pixels, max_side))
 
 
-def finish_job(job, ab, probs, args, names):
+def finish_job(job, ab, compare=False):
+    """Joins the job's own L with the predicted ab and writes the result (and the
+    --compare figure)."""
     from colorization.inference import colorize_pixels
 
     result = colorize_pixels(job.pixels, ab, job.pixels.dtype if job.pixels.dtype == np.uint16
@@ -175,29 +178,101 @@ def finish_job(job, ab, probs, args, names):
     data = encode_output(job.dest, result, job.alpha)
     os.makedirs(os.path.dirname(os.path.abspath(job.dest)), exist_ok=True)
     write_bytes_atomic(job.dest, data)
-    if args.compare:
+    if compare:
         was_colour = not (np.array_equal(job.pixels[..., 0], job.pixels[..., 1])
                           and np.array_equal(job.pixels[..., 1], job.pixels[..., 2]))
         write_compare(os.path.splitext(job.dest)[0] + "_compare.png", job.pixels, result,
                       was_colour)
-    if args.top_k and probs is not None:
-        top = np.argsort(probs)[::-1][:args.top_k]
-        labels = ", ".join(f"{names[k]} {probs[k]:.0%}" for k in top)
-        from tqdm import tqdm
 
-        tqdm.write(f"{job.path}: {labels}")
+
+def top_k_line(job, probs, names, k):
+    top = np.argsort(probs)[::-1][:k]
+    return f"{job.path}: " + ", ".join(f"{names[i]} {probs[i]:.0%}" for i in top)
+
+
+class Batches:
+    """Holds loaded jobs until a batch is full (same network size, at most
+    BATCH_SIZE images and BATCH_PIXELS pixels), then colorizes and writes it.
+    Counts what was done; reports each failure through `fail(path, reason)`."""
+
+    def __init__(self, colorizer, reference, fail, on_done, compare=False, top_k=0, names=()):
+        self.colorizer, self.reference, self.fail, self.on_done = (colorizer, reference, fail,
+                                                                   on_done)
+        self.compare, self.top_k, self.names = compare, top_k, names
+        self.pending, self.done = [], 0
+
+    def add(self, job):
+        if self.pending and (self.pending[0].net_input.shape != job.net_input.shape
+                             or len(self.pending) >= BATCH_SIZE
+                             or sum(j.pixels.shape[0] * j.pixels.shape[1]
+                                    for j in self.pending) > BATCH_PIXELS):
+            self.flush()
+        self.pending.append(job)
+
+    def flush(self):
+        jobs, self.pending = self.pending, []
+        if not jobs:
+            return
+        try:
+            ab, probs = self.colorizer.predict(np.stack([j.net_input for j in jobs]),
+                                               self.reference)
+        except Exception as e:  # noqa: BLE001 (e.g. out of memory at --max-side 0)
+            for job in jobs:
+                self.fail(job.path, f"model failed: {str(e).splitlines()[0][:160]}")
+                self.on_done()
+            return
+        for k, job in enumerate(jobs):
+            try:
+                finish_job(job, ab[k], self.compare)
+                self.done += 1
+                if self.top_k and probs is not None:
+                    from tqdm import tqdm
+
+                    tqdm.write(top_k_line(job, probs[k], self.names, self.top_k))
+            except (ImageError, OSError) as e:
+                self.fail(job.path, str(e))
+            self.on_done()
+
+
+def plan_outputs(items, out, single, overwrite):
+    """([(input, output)] to do, [(input, reason)] refused, how many skipped)."""
+    todo, refused, skipped = [], [], 0
+    for path, rel in items:
+        dest = output_path(path, rel, out, single)
+        if os.path.abspath(dest) == os.path.abspath(path):
+            refused.append((path, "the output would overwrite the input"))
+        elif os.path.exists(dest) and not overwrite:
+            skipped += 1
+        else:
+            todo.append((path, dest))
+    return todo, refused, skipped
+
+
+def prepare_model(args, model_path):
+    """(Colorizer, reference network input or None, class names); raises UsageError,
+    ModelError or ImageError (of the --reference image)."""
+    from colorization import systems
+    from colorization.inference import Colorizer, class_names_for, load_model, network_input
+
+    model = load_model(model_path)
+    network, _ = systems.of_model(model)
+    if args.reference and not network.has_global_features:
+        raise UsageError(f"--reference needs a model with global features; {model_path} "
+                         f"is {network.title}'s network, which has none")
+    reference = None
+    if args.reference:
+        ref_pixels, _ = decode_pixels(read_bytes(args.reference))
+        reference = network_input(ref_pixels, args.max_side)
+    colorizer = Colorizer(model, with_reference=reference is not None,
+                          temperature=args.temperature)
+    return colorizer, reference, class_names_for(model_path, colorizer.num_classes)
 
 
 def run(args):
     """Colorizes every input; returns the exit status."""
-    from colorization import systems
-    from colorization.inference import (
-        Colorizer,
-        ModelError,
-        class_names_for,
-        load_model,
-        network_input,
-    )
+    from tqdm import tqdm
+
+    from colorization.inference import ModelError
 
     items, failed = collect_inputs(args.inputs, args.recursive)
     if not items and not failed:
@@ -213,17 +288,7 @@ def run(args):
         model_path, why = default_model()
         print(f"model: {model_path} ({why})", file=sys.stderr)
     try:
-        model = load_model(model_path)
-        network, _ = systems.of_model(model)
-        if args.reference and not network.has_global_features:
-            raise UsageError(f"--reference needs a model with global features; {model_path} "
-                             f"is {network.title}'s network, which has none")
-        reference = None
-        if args.reference:
-            ref_pixels, _ = decode_pixels(read_bytes(args.reference))
-            reference = network_input(ref_pixels, args.max_side)
-        colorizer = Colorizer(model, with_reference=reference is not None,
-                              temperature=args.temperature)
+        colorizer, reference, names = prepare_model(args, model_path)
     except ModelError as e:
         print(f"model_transform.py: {model_path}: {e}", file=sys.stderr)
         return 1
@@ -231,67 +296,29 @@ def run(args):
         print(f"model_transform.py: {args.reference}: {e} (the --reference image)",
               file=sys.stderr)
         return 1
-    names = class_names_for(model_path, colorizer.num_classes)
-
-    todo, skipped = [], 0
-    for path, rel in items:
-        dest = output_path(path, rel, args.out, single)
-        if os.path.abspath(dest) == os.path.abspath(path):
-            failed.append((path, "the output would overwrite the input"))
-        elif os.path.exists(dest) and not args.overwrite:
-            skipped += 1
-        else:
-            todo.append((path, dest))
+    todo, refused, skipped = plan_outputs(items, args.out, single, args.overwrite)
+    failed += refused
     for path, reason in failed:
         print(f"model_transform.py: {path}: {reason}", file=sys.stderr)
 
-    from tqdm import tqdm
-
     bar = tqdm(total=len(todo), unit="img", disable=len(todo) < 2, file=sys.stderr)
-    done, pending = 0, []
-
-    def flush():
-        nonlocal done
-        if not pending:
-            return
-        batch = np.stack([j.net_input for j in pending])
-        try:
-            ab, probs = colorizer.predict(batch, reference)
-        except Exception as e:  # noqa: BLE001 (e.g. out of memory at --max-side 0)
-            for j in pending:
-                fail(j.path, f"model failed: {str(e).splitlines()[0][:160]}")
-            pending.clear()
-            return
-        for k, job in enumerate(pending):
-            try:
-                finish_job(job, ab[k], None if probs is None else probs[k], args, names)
-                done += 1
-            except (ImageError, OSError) as e:
-                fail(job.path, str(e))
-            bar.update(1)
-        pending.clear()
 
     def fail(path, reason):
         failed.append((path, reason))
         bar.write(f"model_transform.py: {path}: {reason}", file=sys.stderr)
 
+    batches = Batches(colorizer, reference, fail, lambda: bar.update(1), args.compare,
+                      args.top_k, names)
     for path, dest in todo:
         try:
-            job = load_job(path, dest, args)
+            batches.add(load_job(path, dest, args.max_pixels, args.max_side))
         except ImageError as e:
             fail(path, str(e))
             bar.update(1)
-            continue
-        if pending and (pending[0].net_input.shape != job.net_input.shape
-                        or len(pending) >= BATCH_SIZE
-                        or sum(j.pixels.shape[0] * j.pixels.shape[1] for j in pending)
-                        > BATCH_PIXELS):
-            flush()
-        pending.append(job)
-    flush()
+    batches.flush()
     bar.close()
     where = f" into {args.out}" if args.out else ""
-    print(f"colorized {done} image(s){where}; {len(failed)} failed"
+    print(f"colorized {batches.done} image(s){where}; {len(failed)} failed"
           + (f"; {skipped} skipped (output exists, use --overwrite)" if skipped else ""),
           file=sys.stderr)
     return 1 if failed else 0

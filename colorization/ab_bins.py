@@ -28,9 +28,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from colorization.example_codec import AB_BIN_SIZE, colour_prior
 from colorization.seam import OutputSpace
 
-GRID = 10.0
+# Zhang et al. quantize ab on the grid of 10 that the colour prior uses too.
+GRID = float(AB_BIN_SIZE)
 RESOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources",
                         "ab_gamut_bins.txt")
 # The paper's constants (Zhang et al. 2016, section 2.1-2.3).
@@ -142,13 +144,6 @@ def weights_from_histogram(histogram, hist_centres, centres, sigma=PRIOR_SIGMA,
     return rebalancing_weights(smooth_prior(p, centres, sigma), mix)
 
 
-def summary_histogram(summary):
-    """(counts (n, n), grid centres (n,)) of dataset.json's training ab histogram."""
-    hist = summary["ab_histogram"]
-    return (np.asarray(hist["counts"], np.float64),
-            np.asarray(hist["centers"], np.float64))
-
-
 # ---------------------------------------------------------------- keras.ops parts
 
 
@@ -234,7 +229,7 @@ class AbBins(OutputSpace):
         without one."""
         centres = gamut_bins()
         weights = (None if summary is None
-                   else weights_from_histogram(*summary_histogram(summary), centres))
+                   else weights_from_histogram(*colour_prior(summary), centres))
         return RebalancedSoftCrossEntropy(centres, weights)
 
     def decode(self, value, temperature=None, gray=None):

@@ -224,11 +224,6 @@ def lab8_to_rgb(lab8):
     return lab_to_rgb(lab8_to_lab(lab8))
 
 
-def rgb_to_gray(rgb):
-    """float RGB -> L / 100 in [0, 1], the network's input, shape (..., 1)."""
-    return rgb_to_lab(rgb)[..., :1] / 100.0
-
-
 def ab_to_model(ab):
     """float ab -> the network's output scale (ab + 128) / 255."""
     return (np.asarray(ab, np.float32) + 128.0) / 255.0

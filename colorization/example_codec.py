@@ -71,6 +71,16 @@ class Encoded:
     dropped: bool = False  # a crop the photo is too small to give: nothing stored
 
 
+def colour_prior(summary):
+    """(counts (n, n), grid centres (n,)) of the training split's ab histogram that
+    dataset.json records: the colour prior, read in this one place."""
+    hist = summary["ab_histogram"]
+    if isinstance(hist, dict):
+        return (np.asarray(hist["counts"], np.float64),
+                np.asarray(hist.get("centers", AB_BIN_CENTERS), np.float64))
+    return np.asarray(hist, np.float64), AB_BIN_CENTERS.astype(np.float64)
+
+
 # Every lab8 pixel's (a, b) byte pair indexes these 65536-entry tables: its bin on
 # the AB_BIN_CENTERS grid and its chroma. One bincount over the pixels then gives
 # both the histogram and the mean chroma, without a float Lab image.

@@ -82,7 +82,7 @@ def auc(errors, weights=None):
     return float(100.0 * accuracy_curve(errors, weights).mean())
 
 
-def rebalancing_weights(truth_ab, prior, bin_centers):
+def inverse_prior_weights(truth_ab, prior, bin_centers):
     """Per-pixel weights 1 / prior(bin of the true ab), normalized to mean 1.
 
     prior: (n, n) counts or probabilities on the bin_centers grid (dataset.json's
@@ -108,5 +108,5 @@ def image_metrics(pred_rgb8, truth_rgb8, pred_ab, truth_ab, prior=None, bin_cent
            "auc": auc(errors)}
     out["delta_colourfulness"] = out["colourfulness"] - colourfulness(truth_rgb8)
     if prior is not None:
-        out["auc_rebalanced"] = auc(errors, rebalancing_weights(truth_ab, prior, bin_centers))
+        out["auc_rebalanced"] = auc(errors, inverse_prior_weights(truth_ab, prior, bin_centers))
     return out

@@ -50,7 +50,7 @@ def test_rebalanced_auc_weights_rare_colours_up():
     prior = np.zeros((27, 27))
     prior[13, 13], prior[19, 17] = 0.9, 0.1
     errors = metrics.ab_errors(pred, truth)
-    w = metrics.rebalancing_weights(truth, prior, AB_BIN_CENTERS)
+    w = metrics.inverse_prior_weights(truth, prior, AB_BIN_CENTERS)
     assert w.mean() == pytest.approx(1.0)
     assert w[50:].mean() / w[:50].mean() == pytest.approx(9.0)
     # Raw: gray is always right (1/2), red (error 72.1) right from t = 73 on.

@@ -17,6 +17,7 @@ import evaluate
 import model_train
 import read_input
 from colorization import ab_bins, colorspace, inference, systems
+from colorization.example_codec import colour_prior
 from config import get_config
 
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
@@ -49,7 +50,7 @@ def val_loss(model_path, data_dir):
     """The rebalanced soft cross-entropy on the val split (weights from dataset.json)."""
     model = keras.saving.load_model(model_path, safe_mode=True)
     weights = ab_bins.weights_from_histogram(
-        *ab_bins.summary_histogram(read_input.load_summary(data_dir)), ab_bins.gamut_bins())
+        *colour_prior(read_input.load_summary(data_dir)), ab_bins.gamut_bins())
     loss = ab_bins.RebalancedSoftCrossEntropy(ab_bins.gamut_bins(), weights)
     ds = read_input.make_dataset(data_dir, "val", 16, training=False, ab_stride=4,
                                  ab_key="ab_bins", with_labels=False)

@@ -195,8 +195,10 @@ def inputs(run, sample_count):
                                        training=True, crop_size=cfg.data.crop_size,
                                        shuffle_buffer=cfg.data.shuffle_buffer,
                                        seed=cfg.train.seed, **target)
+    # Repeated, and fit is told how many batches a pass is (validation_steps): no
+    # guessing at the end of a finite split, also when it is split over replicas.
     val_ds = read_input.make_dataset(run.data_dir, "val", cfg.train.batch_size, training=False,
-                                     crop_size=cfg.data.crop_size, **target)
+                                     crop_size=cfg.data.crop_size, repeat=True, **target)
     samples = next(iter(read_input.make_dataset(run.data_dir, "val", sample_count,
                                                 training=False, **target)))
     return train_ds, val_ds, samples
@@ -247,8 +249,7 @@ def callbacks_for(run, samples, step0, best, progress, save_every_steps):
 
 
 def validation_steps(run):
-    """Batches in one pass over the val split (the last one partial): told to fit,
-    so that it neither guesses nor warns that the finite split ran out."""
+    """Batches in one pass over the val split (the last one partial)."""
     return max(1, math.ceil(run.summary["splits"]["val"]["count"] / run.cfg.train.batch_size))
 
 

@@ -45,7 +45,10 @@ def of_model(model):
     name (the network) and its outputs' names (the output space)."""
     name = model.name
     network = next((n for n in NETWORKS.values() if name in n.model_names), None)
-    outputs = model.output if isinstance(model.output, dict) else {}
+    try:
+        outputs = model.output if isinstance(model.output, dict) else {}
+    except AttributeError:  # a model that was never called has no output yet
+        outputs = {}
     output = next((OUTPUTS[k] for k in outputs if k in OUTPUTS), None)
     if network is None:
         known = ", ".join(m for n in NETWORKS.values() for m in n.model_names)

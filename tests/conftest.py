@@ -65,12 +65,43 @@ def short_run(scenes_dataset, tmp_path_factory):
     return str(run / "run"), result, untrained_path
 
 
-def run_transform(*args):
-    """model_transform.py with these arguments, in a subprocess."""
+def run_main(main, args, cwd=None):
+    """A script's main(args) run in this process, seen as a subprocess would be:
+    (returncode, stdout, stderr). Saves the start-up (TensorFlow's import, about
+    5 s) of a subprocess where the subprocess itself is not what is tested; each
+    script keeps one subprocess smoke test, and the kill tests stay subprocesses."""
+    import contextlib
+    import io
     import subprocess
 
-    return subprocess.run([sys.executable, os.path.join(ROOT, "model_transform.py"), *args],
-                          check=False, capture_output=True, text=True, timeout=600)
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def run_transform(*args, cwd=None):
+    """model_transform.py with these arguments (in this process)."""
+    import model_transform
+
+    return run_main(model_transform.main, args, cwd=cwd)
+
+
+def run_script(script, *args, cwd=None):
+    """A script in a subprocess: the smoke tests of the command lines themselves."""
+    import subprocess
+
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)],
+                          check=False, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def colorized_chroma(source, result):

@@ -21,6 +21,7 @@ def nearest_distance(ab, centres):
     return np.sqrt(((ab[:, None, :] - centres[None]) ** 2).sum(-1)).min(1)
 
 
+@pytest.mark.slow
 def test_every_in_gamut_colour_has_a_bin_within_half_a_diagonal(centres):
     # Independent reference: scikit-image's Lab, on random colours inside the
     # cube and on its faces (where the edge of the ab gamut lies at every L).
@@ -39,6 +40,7 @@ def test_every_in_gamut_colour_has_a_bin_within_half_a_diagonal(centres):
     assert len(used) > 0.9 * len(centres)
 
 
+@pytest.mark.slow
 def test_bins_file_is_what_the_derivation_gives(centres):
     assert centres.shape[1] == 2 and len(np.unique(centres, axis=0)) == len(centres)
     np.testing.assert_array_equal(np.mod(centres, ab_bins.GRID), 0)

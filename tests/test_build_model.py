@@ -18,6 +18,7 @@ def tiny_cfg(classes=4):
     return get_config("demo", model={"width": 0.0625, "num_classes": classes})
 
 
+@pytest.mark.slow
 def test_paper_preset_size_and_flops():
     cfg = get_config("paper")
     model = build_model.build_model(cfg)

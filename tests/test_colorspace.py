@@ -65,6 +65,7 @@ def test_compose_rgb_upsamples_ab_to_l():
     assert half.shape == (64, 48, 3)
 
 
+@pytest.mark.slow
 def test_rgb8_table_equals_the_formulas_for_every_colour():
     # The builder's lookup table must be exactly the float conversion: check all
     # 2^24 colours, one red value at a time.

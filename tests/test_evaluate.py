@@ -3,10 +3,10 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
-from conftest import ROOT
+import cv2
+import numpy as np
+from conftest import colourful_image, run_main, run_script
 
 import evaluate
 
@@ -35,13 +35,14 @@ def test_short_run_beats_gray_and_the_report_is_complete(tmp_path, short_run, sc
 
 
 def test_missing_model_or_data_is_a_usage_error(tmp_path, scenes_dataset):
-    script = os.path.join(ROOT, "evaluate.py")
     for args in (["--data", scenes_dataset, "--model", str(tmp_path / "none.keras")],
-                 ["--data", str(tmp_path / "nodata")]):
-        proc = subprocess.run([sys.executable, script, *args, "--out", str(tmp_path / "r")],
-                              check=False, capture_output=True, text=True, timeout=300)
+                 ["--data", str(tmp_path / "nodata")], ["--images", str(tmp_path / "nodir")]):
+        proc = run_main(evaluate.main, [*args, "--out", str(tmp_path / "r")])
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert "evaluate.py: error:" in proc.stderr
+    # The command line's smoke test: a subprocess.
+    proc = run_script("evaluate.py", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "--data" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_models_with_the_same_run_folder_name_get_distinct_names():
@@ -49,3 +50,35 @@ def test_models_with_the_same_run_folder_name_get_distinct_names():
                                     "/x/c/other/model.keras"])
     assert names == ["a/run/model.keras", "b/run/model.keras", "c/other/model.keras"]
     assert evaluate.display_names(["runs/demo/model.keras"]) == ["demo/model.keras"]
+
+
+def test_a_folder_of_photos_is_scored_with_the_same_report(tmp_path, short_run, scenes_dataset):
+    _, result, _ = short_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(9)
+    for i in range(3):
+        cv2.imwrite(str(photos / f"p{i}.jpg"), colourful_image(rng, 240, 320))
+    cv2.imwrite(str(photos / "gray.png"), np.full((100, 100, 3), 90, np.uint8))
+    (photos / "junk.jpg").write_bytes(b"not a photo")
+    (photos / "notes.txt").write_text("ignored")
+    out = tmp_path / "report"
+    proc = run_main(evaluate.main, ["--images", photos, "--model", result["model"],
+                                    "--out", out, "--ablate-global"])
+    assert proc.returncode == 0, proc.stderr
+    skipped = [ln for ln in proc.stderr.splitlines() if "skipped" in ln]
+    assert len(skipped) == 2 and any("gray.png" in ln for ln in skipped)
+    assert any("junk.jpg" in ln for ln in skipped)
+    with open(out / "metrics.json", encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["images"] == 3 and report["prior"] == "the evaluated photos"
+    assert set(report["models"]) == {"gray (ab = 0)", "mean ab (train)", "run/model.keras",
+                                     "run/model.keras (global features ablated)"}
+    assert report["models"]["gray (ab = 0)"]["colourfulness"] == 0.0
+    with open(out / "per_image.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["image"] for r in rows} == {"p0.jpg", "p1.jpg", "p2.jpg"}
+    assert os.path.getsize(out / "grid.png") > 10_000
+    # With --data, the training split's prior: the mean-ab baseline changes.
+    with_prior = evaluate.evaluate(scenes_dataset, [], str(tmp_path / "r2"), images=str(photos))
+    assert with_prior[0]["mean ab (train)"] != report["models"]["mean ab (train)"]

@@ -2,11 +2,12 @@
 
 import math
 
-import histograms as hg
 import keras
 import numpy as np
 import pytest
 from scipy.stats import norm
+
+from colorization import histograms as hg
 
 K = hg.BINS
 

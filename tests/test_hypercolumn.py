@@ -162,6 +162,7 @@ def test_model_train_refuses_pretrained_weights_for_a_narrowed_vgg(tmp_path, sce
     assert "need the full-width network" in proc.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_summary_prints_size_and_gflops(capsys):
     for preset, params, gflops in (("larsson", "16.29M", "40.56"), ("varga", "2.27M", "72.69")):
         assert build_model.main(["--preset", preset, "--summary"]) == 0

@@ -11,7 +11,7 @@ import cv2
 import matplotlib
 import numpy as np
 import pytest
-from conftest import ROOT, colourful_image, write_photos
+from conftest import ROOT, colourful_image, run_main, write_photos
 
 import input_create
 from colorization import colorspace, example_codec, image_io
@@ -42,8 +42,9 @@ def all_records(out):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "input_create.py"), *args],
-                          check=False, capture_output=True, text=True, timeout=600)
+    """input_create.py's main in this process (conftest.run_main); the kill test and
+    the smoke test run it as a subprocess."""
+    return run_main(input_create.main, args)
 
 
 def test_folder_tree_gives_one_class_per_subfolder(tmp_path):

@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_main, run_script
 
 import build_model
 import model_train
@@ -34,9 +34,9 @@ def val_ab_rmse(model, data_dir):
     return float(np.sqrt(sum(errors) / n) * 255.0)
 
 
-def run_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "model_train.py"), *args],
-                          check=False, capture_output=True, text=True, timeout=900, **kwargs)
+def run_cli(*args):
+    """model_train.py's main in this process (conftest.run_main)."""
+    return run_main(model_train.main, args)
 
 
 def test_short_training_lowers_validation_ab_error(short_run, scenes_dataset):
@@ -182,7 +182,9 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path, scenes_dataset):
               "--steps-per-epoch", "6", "--batch-size", "8", "--precision", "float32",
               "--optimizer", "adam", "--learning-rate", "0.001"]
     one = run_cli(*common, "--run-dir", str(tmp_path / "one"))
-    two = run_cli(*common, "--run-dir", str(tmp_path / "two"), "--logical-cpus", "2")
+    # A subprocess: the logical CPUs must be set up before TensorFlow starts.
+    two = run_script("model_train.py", *common, "--run-dir", str(tmp_path / "two"),
+                     "--logical-cpus", "2")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
     assert "mirrored over 2 CPUs" in two.stdout
     a = [float(r["ab_loss"]) for r in read_log(str(tmp_path / "one"))]

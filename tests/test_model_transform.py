@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import matplotlib.cbook
 import numpy as np
 import pytest
-from conftest import ROOT, colourful_image
+from conftest import colourful_image, run_script, run_transform
 
 import model_transform
 from colorization import colorspace, inference
@@ -47,8 +45,7 @@ def model_path(tmp_path_factory):
 
 
 def transform(*args, cwd=None):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "model_transform.py"), *args],
-                          check=False, capture_output=True, text=True, timeout=600, cwd=cwd)
+    return run_transform(*args, cwd=cwd)
 
 
 def errors(proc):
@@ -65,8 +62,9 @@ def test_real_photo_keeps_size_and_lightness(tmp_path, model_path):
     with open(PHOTO, "rb") as src, open(photo, "wb") as dst:
         dst.write(src.read())
     out = str(tmp_path / "hopper_color.png")
-    proc = transform(photo, "--model", model_path, "--max-side", "256", "--top-k", "2",
-                     "--compare", "--out", out)
+    # The command line's smoke test: a real subprocess.
+    proc = run_script("model_transform.py", photo, "--model", model_path, "--max-side", "256",
+                      "--top-k", "2", "--compare", "--out", out)
     assert proc.returncode == 0, proc.stderr
     top = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "hopper.jpg: " in ln]
     assert len(top) == 1 and top[0].count("%") == 2 and ("coast" in top[0] or "country" in top[0])

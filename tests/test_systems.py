@@ -1,0 +1,139 @@
+"""The systems registry and what every registered system must do: build under every
+dtype policy, round-trip its layers' configs, resolve from a config and from a
+saved model; config round trips; the U, V target; a smoke test of each bench.py
+benchmark on small sizes."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import bench
+import build_model
+import read_input
+from colorization import colorspace, layers, systems
+from colorization.ab_bins import RebalancedSoftCrossEntropy, gamut_bins
+from colorization.histograms import HistogramKL
+from config import PRESETS, from_dict, get_config, to_dict
+
+SYSTEMS = [(n, o) for n, network in systems.NETWORKS.items() for o in network.outputs]
+TINY = {"width": 0.0625, "backbone_weights": "none"}
+
+
+def tiny_cfg(network, output, classes=0):
+    return get_config("demo", model={**TINY, "network": network, "output": output,
+                                     "num_classes": classes})
+
+
+@pytest.mark.parametrize("network, output", SYSTEMS)
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_every_system_builds_under_every_policy_with_float32_outputs(network, output, policy):
+    build_model.set_precision(policy)
+    try:
+        model = build_model.build_model(tiny_cfg(network, output, 3), input_size=64)
+        x = np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32)
+        out = model(x, training=False)
+    finally:
+        build_model.set_precision("float32")
+    net, space = systems.NETWORKS[network], systems.OUTPUTS[output]
+    colour = out[output]
+    side = 64 // net.output_stride
+    assert tuple(colour.shape) == (2, side, side, space.channels())
+    assert keras.backend.standardize_dtype(colour.dtype) == "float32"  # the losses need it
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(colour)))
+    assert ("scene" in out) == net.has_scene_head
+    assert systems.of_model(model) == (net, space)
+    ab = systems.decoded_ab01(out, gray=x)
+    assert ab.shape == (2, side, side, 2) and np.all((ab >= 0) & (ab <= 1))
+
+
+@pytest.mark.parametrize("network, output", SYSTEMS)
+def test_a_saved_model_of_every_system_resolves_and_runs_at_any_size(network, output, tmp_path):
+    from colorization import inference
+
+    model = build_model.build_model(tiny_cfg(network, output))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = inference.load_model(path)  # safe mode, project layers registered
+    assert systems.of_model(loaded) == (systems.NETWORKS[network], systems.OUTPUTS[output])
+    ab, _ = inference.Colorizer(loaded).predict(np.random.rand(1, 45, 61, 1).astype("float32"))
+    stride = systems.NETWORKS[network].output_stride
+    assert ab.shape == (1, -(-45 // stride), -(-61 // stride), 2)
+
+
+def test_resolve_names_the_choices_for_unknown_or_unsupported_pairs():
+    with pytest.raises(ValueError, match="unknown network 'nope'"):
+        systems.resolve(get_config("demo", model={"network": "nope"}))
+    with pytest.raises(ValueError, match="unknown output 'rgb'"):
+        systems.resolve(get_config("demo", model={"output": "rgb"}))
+    with pytest.raises(ValueError, match="has no 'uv' output; it takes ab or ab_bins"):
+        systems.resolve(get_config("demo", model={"output": "uv"}))
+    network, output = systems.resolve(get_config("zhang-demo"))
+    assert (network.name, output.name) == ("zhang", "ab_bins")  # the network's default
+    not_ours = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="mine")
+    with pytest.raises(systems.UnknownModel, match="a model named 'mine'"):
+        systems.of_model(not_ours)
+
+
+@pytest.mark.parametrize("layer", [
+    layers.Fusion(7, name="f"), layers.PadToMultiple(16), layers.CropToFractionOf(4),
+    layers.CropToHalfOf(), layers.VGGGrayInput(), layers.BilinearUpSampling(4)])
+def test_custom_layer_configs_round_trip(layer):
+    config = layer.get_config()
+    again = type(layer).from_config(config)
+    assert again.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer) and restored.get_config() == config
+
+
+def test_loss_configs_round_trip():
+    centres = gamut_bins()
+    for loss in (RebalancedSoftCrossEntropy(centres, np.linspace(0.5, 2, len(centres))),
+                 HistogramKL("hue_chroma")):
+        again = type(loss).from_config(loss.get_config())
+        assert json.dumps(again.get_config(), sort_keys=True) == json.dumps(
+            loss.get_config(), sort_keys=True)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_config_dict_round_trip(preset):
+    cfg = get_config(preset, train={"epochs": 3}, model={"width": 0.5})
+    again = from_dict(json.loads(json.dumps(to_dict(cfg))))
+    assert again == cfg
+    systems.resolve(again)  # every preset names a registered system
+
+
+def test_uv_target_is_the_same_eagerly_and_inside_tf_data():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    lab8 = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    eager = read_input.uv_target(tf.constant(lab8), stride=2).numpy()
+    ds = tf.data.Dataset.from_tensors(tf.constant(lab8)).map(lambda b: read_input.uv_target(b, 2))
+    inside = next(iter(ds)).numpy()
+    np.testing.assert_allclose(eager, inside, atol=1e-6)
+    # and it is colorspace's conversion, area-averaged
+    direct = colorspace.lab8_to_uv01(lab8).reshape(3, 8, 2, 8, 2, 2).mean((2, 4))
+    np.testing.assert_allclose(eager, direct, atol=1e-5)
+
+
+# ---------------------------------------------------------------- bench.py, each mode small
+
+
+def test_bench_train_and_infer_take_any_system():
+    peaks = {"float32": bench.bench_matmul("float32", n=256, repeats=2)["gflops"]}
+    train = bench.bench_train("zhang-demo", ["float32"], 2, peaks, steps=2)
+    assert train["rows"][0]["images_per_s"] > 0 and train["rows"][0]["mfu"] > 0
+    for preset in ("zhang-demo", "varga-demo", "demo"):
+        infer = bench.bench_infer(preset, "float32", peaks, batch_size=2, full_size=96,
+                                  repeats=1)
+        assert infer["images_per_s_224"] > 0 and infer["seconds_full"] > 0
+
+
+def test_bench_input_build_and_transform_run_small(scenes_dataset):
+    assert bench.bench_input(scenes_dataset, batch_size=8)["examples_per_s"] > 0
+    build = bench.bench_build(count=16, repeats=1, whole_count=24)
+    assert build["images_per_s_one_process"] > 0 and build["whole_build_images_per_s"] > 0
+    transform = bench.bench_transform("demo", 128, 1, sizes=(0.05,))
+    assert transform["rows"][0]["peak_rss_mb"] > 0

@@ -85,7 +85,7 @@ def test_state_round_trip_keeps_weights_and_optimizer_step(tmp_path, scenes_data
     build_model.set_precision("float32")
     model = model_train.compile_model(build_model.build_model(cfg), cfg, True)
     ds = read_input.make_dataset(scenes_dataset, "train", 8, training=True, seed=0)
-    model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
+    model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
     TrainingState(str(tmp_path)).save(model, epoch=0, step_in_epoch=3, global_step=3)
     fresh = model_train.compile_model(build_model.build_model(cfg), cfg, True)
     state = TrainingState(str(tmp_path)).restore(fresh)

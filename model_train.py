@@ -40,7 +40,9 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -49,6 +51,7 @@ from colorization.devices import (
     choose_precision,
     choose_strategy,
     configure_logical_cpus,
+    is_chief,
     multi_worker,
 )
 
@@ -113,11 +116,11 @@ def lock_run_dir(run_dir):
     """An exclusive lock on run_dir/.lock held until the process exits (or the
     returned file is closed), or RunInUse. Two processes resuming the same run
     would otherwise both train it and overwrite each other's checkpoints. The
-    workers of a multi-worker run share the directory on purpose and skip this."""
+    other workers of a multi-worker run only read it, so only the chief locks it."""
     import fcntl
 
-    if multi_worker():
-        return None
+    if multi_worker() and not is_chief():
+        return None  # only the chief writes the run directory
     f = open(os.path.join(run_dir, ".lock"), "a+", encoding="utf-8")  # noqa: SIM115
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -140,6 +143,7 @@ class Run:
     cfg: object
     data_dir: str
     run_dir: str
+    write_dir: str  # run_dir on the chief; another worker's own scratch folder
     summary: dict
     network: object
     output: object
@@ -148,9 +152,10 @@ class Run:
     state: dict | None = None
 
 
-def prepare(cfg, data_dir, run_dir):
+def prepare(cfg, data_dir, run_dir, write_dir=None):
     """Resolves the run: dataset, system, labels, precision; writes config.json.
-    Returns (Run, None), or (None, result) for a run that has already finished."""
+    Returns (Run, None), or (None, result) for a run that has already finished.
+    Everything is read from run_dir and written to write_dir (default run_dir)."""
     import read_input
     from colorization import systems
     from colorization.atomic_io import write_json_atomic
@@ -160,6 +165,7 @@ def prepare(cfg, data_dir, run_dir):
     summary = read_input.load_summary(data_dir)
     network, output = systems.resolve(cfg)
     network.check(cfg)
+    write_dir = write_dir or run_dir
     os.makedirs(run_dir, exist_ok=True)
     state = TrainingState(run_dir).load()
     if state and state.get("finished"):
@@ -167,7 +173,8 @@ def prepare(cfg, data_dir, run_dir):
             return None, {"status": "already finished", "run_dir": run_dir, **state}
         # --epochs past the end: the finished run goes on from its last state.
         state = {k: v for k, v in state.items() if k != "finished"}
-        write_json_atomic(TrainingState(run_dir).path, state)
+        if write_dir == run_dir:
+            write_json_atomic(TrainingState(run_dir).path, state)
     with_labels = summary["num_classes"] > 0 and network.has_scene_head
     cfg.model.num_classes = summary["num_classes"] if with_labels else 0
     cfg.model.output = output.name
@@ -175,13 +182,14 @@ def prepare(cfg, data_dir, run_dir):
         cfg.train.class_loss_weight = 0.0
     policy, why = choose_precision(cfg.train.precision)
     cfg.train.precision = policy
-    write_json_atomic(os.path.join(run_dir, "config.json"),
+    write_json_atomic(os.path.join(write_dir, "config.json"),
                       {**to_dict(cfg), "data": {**to_dict(cfg)["data"], "path": data_dir},
                        "class_names": summary.get("class_names") or []})
     steps = cfg.train.steps_per_epoch or max(1, summary["splits"]["train"]["count"]
                                              // cfg.train.batch_size)
     print(f"precision {policy}: {why}", flush=True)
-    return Run(cfg, data_dir, run_dir, summary, network, output, with_labels, steps, state), None
+    return Run(cfg, data_dir, run_dir, write_dir, summary, network, output, with_labels, steps,
+               state), None
 
 
 def inputs(run, sample_count):
@@ -230,22 +238,22 @@ def callbacks_for(run, samples, step0, best, progress, save_every_steps):
         SamplePictures,
     )
 
-    csv_path = os.path.join(run.run_dir, "log.csv")
-    os.makedirs(os.path.join(run.run_dir, "plots"), exist_ok=True)
+    csv_path = os.path.join(run.write_dir, "log.csv")
+    os.makedirs(os.path.join(run.write_dir, "plots"), exist_ok=True)
     every = save_every_steps if save_every_steps is not None else max(1, min(run.steps // 4,
                                                                              500))
     nan_guard = NanGuard()
     # SamplePictures adds its metrics to the epoch's logs, so it runs before the loggers.
     return nan_guard, [
         nan_guard,
-        SamplePictures(run.run_dir, samples[0].numpy(), samples[1][run.output.name].numpy(),
+        SamplePictures(run.write_dir, samples[0].numpy(), samples[1][run.output.name].numpy(),
                        run.cfg.inference.temperature, output=run.output),
-        Checkpointing(run.run_dir, run.steps, every, start_step=step0, best=best),
+        Checkpointing(run.write_dir, run.steps, every, start_step=step0, best=best),
         ProgressBar(run.steps, run.cfg.train.batch_size, run.cfg.train.epochs,
-                    start_step=step0, enabled=progress),
+                    start_step=step0, enabled=progress and run.write_dir == run.run_dir),
         keras.callbacks.CSVLogger(csv_path, append=True),
-        keras.callbacks.TensorBoard(os.path.join(run.run_dir, "logs"), write_graph=False),
-        LearningCurves(csv_path, os.path.join(run.run_dir, "plots", "learning_curves.png"))]
+        keras.callbacks.TensorBoard(os.path.join(run.write_dir, "logs"), write_graph=False),
+        LearningCurves(csv_path, os.path.join(run.write_dir, "plots", "learning_curves.png"))]
 
 
 def validation_steps(run):
@@ -253,32 +261,124 @@ def validation_steps(run):
     return max(1, math.ceil(run.summary["splits"]["val"]["count"] / run.cfg.train.batch_size))
 
 
-def fit(run, model, state, train_ds, val_ds, callbacks, nan_guard):
+def phases(run, state):
+    """[(first epoch, end epoch, steps per epoch)] still to do: the interrupted epoch's
+    remaining steps first, then whole epochs."""
+    epoch0 = state["epoch"] if state else 0
+    step0 = state["step_in_epoch"] if state else 0
+    todo = []
+    if step0 > 0 and epoch0 < run.cfg.train.epochs:
+        todo.append((epoch0, epoch0 + 1, run.steps - step0))
+        epoch0 += 1
+    if epoch0 < run.cfg.train.epochs:
+        todo.append((epoch0, run.cfg.train.epochs, run.steps))
+    return todo
+
+
+def fit(run, model, state, train_ds, val_ds, callbacks, nan_guard, strategy=None):
     """Runs the epochs still to do (the interrupted one first); TrainingError on a NaN."""
     from colorization.callbacks import TrainingState
 
-    epoch0 = state["epoch"] if state else 0
-    step0 = state["step_in_epoch"] if state else 0
-    phases = []
-    if step0 > 0 and epoch0 < run.cfg.train.epochs:  # finish the interrupted epoch first
-        phases.append((epoch0, epoch0 + 1, run.steps - step0))
-        epoch0 += 1
-    if epoch0 < run.cfg.train.epochs:
-        phases.append((epoch0, run.cfg.train.epochs, run.steps))
-    for initial, end, n_steps in phases:
-        # shuffle=False: the tf.data pipeline shuffles; Keras would only warn.
-        model.fit(train_ds, epochs=end, initial_epoch=initial, steps_per_epoch=n_steps,
-                  validation_data=val_ds, validation_steps=validation_steps(run),
-                  callbacks=callbacks, verbose=0, shuffle=False)
-        if nan_guard.where:
-            epoch, step = nan_guard.where
-            last = TrainingState(run.run_dir).load()
-            kept = (f"the last good state is from epoch {last['epoch']}, step "
-                    f"{last['step_in_epoch']} ({os.path.join(run.run_dir, 'state')})"
-                    if last else "no good state had been saved yet")
-            raise TrainingError(f"the loss became NaN at epoch {epoch}, step {step}; "
-                                f"training stopped and {kept}. Try a lower --learning-rate "
-                                "or --precision float32.")
+    if strategy is not None and multi_worker():
+        fit_multi_worker(run, model, state, train_ds, val_ds, callbacks, strategy)
+    else:
+        for initial, end, n_steps in phases(run, state):
+            # shuffle=False: the tf.data pipeline shuffles; Keras would only warn.
+            model.fit(train_ds, epochs=end, initial_epoch=initial, steps_per_epoch=n_steps,
+                      validation_data=val_ds, validation_steps=validation_steps(run),
+                      callbacks=callbacks, verbose=0, shuffle=False)
+            if nan_guard.where:
+                break
+    if nan_guard.where:
+        epoch, step = nan_guard.where
+        last = TrainingState(run.write_dir).load()
+        kept = (f"the last good state is from epoch {last['epoch']}, step "
+                f"{last['step_in_epoch']} ({os.path.join(run.run_dir, 'state')})"
+                if last else "no good state had been saved yet")
+        raise TrainingError(f"the loss became NaN at epoch {epoch}, step {step}; "
+                            f"training stopped and {kept}. Try a lower --learning-rate "
+                            "or --precision float32.")
+
+
+def _by_data(ds):
+    """Every worker reads the same files and keeps its share of each batch: the
+    shards are too few to give each worker whole files."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def fit_multi_worker(run, model, state, train_ds, val_ds, callbacks, strategy):
+    """The same epochs, steps, validation and callbacks as Keras's fit, driven by a
+    loop of our own: Keras's own train_step and test_step on every replica inside
+    strategy.run, in one compiled function each, the logs averaged over replicas.
+    Keras 3's fit itself fails under MultiWorkerMirroredStrategy (a PerReplica value
+    it cannot convert; keras-team/keras#20585), the strategy and the steps do not.
+    Every worker runs every step and every save (saving reads the replicas'
+    variables); only the chief's writes land in the run directory."""
+    import keras
+    import tensorflow as tf
+
+    def reduced(logs):
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+    @tf.function
+    def train_step(iterator):
+        return reduced(strategy.run(model.train_step, args=(next(iterator),)))
+
+    @tf.function
+    def test_step(iterator):
+        return reduced(strategy.run(model.test_step, args=(next(iterator),)))
+
+    train_it = iter(strategy.experimental_distribute_dataset(_by_data(train_ds)))
+    val_it = iter(strategy.experimental_distribute_dataset(_by_data(val_ds)))
+    hooks = keras.callbacks.CallbackList(callbacks, model=model)
+    model.stop_training = False
+    hooks.on_train_begin()
+    for initial, end, n_steps in phases(run, state):
+        for epoch in range(initial, end):
+            model.reset_metrics()
+            hooks.on_epoch_begin(epoch)
+            logs = {}
+            for step in range(n_steps):
+                hooks.on_train_batch_begin(step)
+                logs = {k: float(v) for k, v in train_step(train_it).items()}
+                hooks.on_train_batch_end(step, logs)
+                if model.stop_training:
+                    break
+            if model.stop_training:
+                break
+            model.reset_metrics()
+            for _ in range(validation_steps(run)):
+                val = test_step(val_it)
+            logs.update({f"val_{k}": float(v) for k, v in val.items()})
+            hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end()
+
+
+def weights_digest(model):
+    """A short hash of the trainable weights: equal on every worker of a multi-worker
+    run. (Batch normalization's moving statistics are not in it: as under any
+    MirroredStrategy, each replica keeps its own, from its share of the batch, and
+    the chief's are the ones saved.)"""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha1()
+    for v in model.trainable_weights:
+        digest.update(np.ascontiguousarray(keras_numpy(v)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def keras_numpy(variable):
+    import keras
+
+    return keras.ops.convert_to_numpy(variable)
 
 
 def finish(run, seconds):
@@ -286,12 +386,13 @@ def finish(run, seconds):
     from colorization.atomic_io import write_json_atomic
     from colorization.callbacks import TrainingState, plot_learning_curves
 
-    final = TrainingState(run.run_dir).load() or {}
-    write_json_atomic(TrainingState(run.run_dir).path, {**final, "finished": True})
-    csv_path = os.path.join(run.run_dir, "log.csv")
-    curves = os.path.join(run.run_dir, "plots", "learning_curves.png")
+    final = TrainingState(run.write_dir).load() or {}
+    write_json_atomic(TrainingState(run.write_dir).path, {**final, "finished": True})
+    csv_path = os.path.join(run.write_dir, "log.csv")
     if os.path.exists(csv_path):
-        plot_learning_curves(csv_path, curves)
+        plot_learning_curves(csv_path, os.path.join(run.write_dir, "plots",
+                                                    "learning_curves.png"))
+    curves = os.path.join(run.run_dir, "plots", "learning_curves.png")  # the chief's
     return {"status": "trained", "run_dir": run.run_dir, "seconds": seconds,
             "model": os.path.join(run.run_dir, "model.keras"),
             "best": os.path.join(run.run_dir, "best.keras"), "plots": curves,
@@ -309,9 +410,12 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
     cfg = copy.deepcopy(cfg)
     os.makedirs(run_dir, exist_ok=True)
     lock = lock_run_dir(run_dir)  # noqa: F841 (held while this function runs)
+    # A worker that is not the chief reads the run directory (the chief's state) and
+    # writes what every worker writes into a scratch folder of its own.
+    scratch = None if is_chief() else tempfile.mkdtemp(prefix="colorization-worker-")
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        run, result = prepare(cfg, data_dir, run_dir)
+        run, result = prepare(cfg, data_dir, run_dir, scratch)
         if result:
             return result
         keras.utils.set_random_seed(cfg.train.seed)
@@ -329,10 +433,44 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
             state.get("best_val_loss", math.inf) if state else math.inf, progress,
             save_every_steps)
         start = time.perf_counter()
-        fit(run, model, state, train_ds, val_ds, callbacks, nan_guard)
-        return finish(run, time.perf_counter() - start)
+        fit(run, model, state, train_ds, val_ds, callbacks, nan_guard, strategy)
+        result = finish(run, time.perf_counter() - start)
+        if multi_worker():
+            result["weights_digest"] = weights_digest(model)
+        return result
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def export_model(run_dir, path, which="model.keras"):
+    """A run's model as a small file for sharing: float32 weights in a model built
+    afresh from the run's config (no optimizer state, no mixed-precision policy, so
+    it runs at full speed on machines without bfloat16). Returns the path."""
+    import keras
+
+    import build_model
+    from colorization.atomic_io import replace_atomic
+    from colorization.inference import load_model
+    from config import from_dict
+
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    saved["data"].pop("path", None)
+    saved.pop("class_names", None)
+    cfg = from_dict(saved)
+    trained = load_model(os.path.join(run_dir, which))
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        fresh = build_model.build_model(cfg)
+        fresh.set_weights(trained.get_weights())
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        replace_atomic(path, fresh.save, suffix=".keras")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return path
 
 
 def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
@@ -388,6 +526,8 @@ def parse_args(argv):
     p.add_argument("--save-every", type=int, help="steps between resumable saves")
     p.add_argument("--benchmark", action="store_true",
                    help="measure training images/s under float32 and the auto policy")
+    p.add_argument("--export", metavar="PATH.keras",
+                   help="write the run's model (--run-dir) as a small float32 file and exit")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "steps_per_epoch", "save_every"):
         value = getattr(args, name)
@@ -465,6 +605,13 @@ def build_model_checks(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.export:
+        if not args.run_dir or not os.path.exists(os.path.join(args.run_dir, "model.keras")):
+            print("model_train.py: error: --export needs --run-dir of a run with a model.keras",
+                  file=sys.stderr)
+            return 2
+        print(f"wrote {export_model(args.run_dir, args.export)}")
+        return 0
     if args.logical_cpus > 1:
         configure_logical_cpus(args.logical_cpus)
     try:
@@ -504,6 +651,8 @@ def main(argv=None):
         print(f"{run_dir} has already finished training (epoch {result.get('epoch')}); "
               f"its model is {os.path.join(run_dir, 'model.keras')}")
         return 0
+    if "weights_digest" in result:  # the same on every worker
+        print(f"worker weights digest: {result['weights_digest']}")
     print(f"trained in {result['seconds'] / 60:.1f} min: model {result['model']} "
           f"(best on validation: {result['best']}); learning curves {result['plots']}; "
           f"sample colorizations in {result['samples']}/")

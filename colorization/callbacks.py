@@ -170,8 +170,9 @@ class SamplePictures(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from colorization.systems import decoded_ab01
 
-        pred = decoded_ab01(self.model.predict(self.lightness, verbose=0), self.temperature,
-                            gray=self.lightness)
+        # A direct call, not predict: it also runs under a multi-worker strategy.
+        out = self.model(self.lightness, training=False)
+        pred = decoded_ab01(out, self.temperature, gray=self.lightness)
         if logs is not None:
             pred_ab, true_ab = model_to_ab(pred), model_to_ab(self.ab_true)
             logs["sample_ab_rmse"] = metrics.ab_rmse(pred_ab, true_ab)

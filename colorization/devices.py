@@ -70,12 +70,18 @@ def choose_precision(requested="auto"):
 
 
 def choose_strategy(logical_devices=0):
-    """MultiWorkerMirrored if TF_CONFIG lists several workers, Mirrored over several
-    local GPUs (or logical CPUs), else the default single-device strategy."""
+    """MultiWorkerMirrored when the process is one of several workers (TF_CONFIG, or
+    a SLURM job step of several tasks), Mirrored over several local GPUs (or logical
+    CPUs), else the default single-device strategy."""
     import tensorflow as tf
 
-    if multi_worker():
+    if _tf_config_workers() > 1:
         return tf.distribute.MultiWorkerMirroredStrategy(), "multi-worker mirrored"
+    if _slurm_tasks() > 1:
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=int(os.environ.get("COLORIZATION_PORT_BASE", "15000")))
+        return (tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver),
+                "multi-worker mirrored (SLURM)")
     if logical_devices > 1:
         devices = [d.name for d in tf.config.list_logical_devices("CPU")][:logical_devices]
         return tf.distribute.MirroredStrategy(devices), f"mirrored over {len(devices)} CPUs"
@@ -85,7 +91,38 @@ def choose_strategy(logical_devices=0):
     return tf.distribute.get_strategy(), "one device"
 
 
+def _tf_config():
+    try:
+        return json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    except ValueError:
+        raise ValueError("TF_CONFIG is not valid JSON") from None
+
+
+def _tf_config_workers():
+    cluster = _tf_config().get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def _slurm_tasks():
+    # srun sets SLURM_STEP_NUM_TASKS for each task of a job step; TF_CONFIG wins.
+    return int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) if "SLURM_PROCID" in \
+        os.environ else 1
+
+
 def multi_worker():
-    """True when TF_CONFIG names more than one worker."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    return len(tf_config.get("cluster", {}).get("worker", [])) > 1
+    """True when this process is one of several training workers."""
+    return _tf_config_workers() > 1 or _slurm_tasks() > 1
+
+
+def is_chief():
+    """The worker that writes the run directory: TF_CONFIG's chief, else worker 0
+    (SLURM: task 0); a single process is its own chief."""
+    if _tf_config_workers() > 1:
+        config = _tf_config()
+        task = config.get("task", {})
+        if config.get("cluster", {}).get("chief"):
+            return task.get("type") == "chief"
+        return int(task.get("index", 0)) == 0
+    if _slurm_tasks() > 1:
+        return int(os.environ.get("SLURM_PROCID", "0")) == 0
+    return True

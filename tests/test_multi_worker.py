@@ -1,0 +1,144 @@
+"""Training on several machines: two worker processes on localhost ports, with
+TF_CONFIG as a user sets it on each machine (README, "Several machines")."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_main
+
+import model_train
+
+COMMON = ["--preset", "demo", "--batch-size", "8", "--precision", "float32",
+          "--optimizer", "adam", "--learning-rate", "0.001"]
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(args):
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "model_train.py"), *args], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def finish(procs, timeout=600):
+    return [(p.wait(timeout=timeout), p.stdout.read(), p.stderr.read()) for p in procs]
+
+
+def read_log(run):
+    with open(os.path.join(run, "log.csv"), encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def digest(stdout):
+    return next(ln.split(": ")[1] for ln in stdout.splitlines()
+                if ln.startswith("worker weights digest: "))
+
+
+def test_two_workers_train_as_one_run_and_match_one_process(tmp_path, scenes_dataset):
+    run = str(tmp_path / "run")
+    args = [*COMMON, "--data", scenes_dataset, "--run-dir", run, "--epochs", "2",
+            "--steps-per-epoch", "6"]
+    results = finish(start_workers(args))
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        assert "multi-worker mirrored (2 replica(s))" in out and "Traceback" not in err
+    # The same trainable weights on both workers after training.
+    assert digest(results[0][1]) == digest(results[1][1])
+    rows = read_log(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]  # one log, written once
+    losses = [float(r["ab_loss"]) for r in rows]
+    assert losses[1] < losses[0]
+    # One set of run files: the chief's, and nothing half-written by the other worker.
+    assert sorted(os.listdir(run)) == [".lock", "best.keras", "config.json", "log.csv", "logs",
+                                       "model.keras", "plots", "samples", "state"]
+    assert sorted(os.listdir(os.path.join(run, "state"))) == [
+        "state.json", "step-000000012.weights.h5"]
+    # One process with the same global batch (in this process, the default strategy).
+    one = str(tmp_path / "one")
+    proc = run_main(model_train.main, [*COMMON, "--data", scenes_dataset, "--run-dir", one,
+                                       "--epochs", "2", "--steps-per-epoch", "6"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    single = [float(r["ab_loss"]) for r in read_log(one)]
+    # Same data, initial weights and global batch; batch normalization sees each
+    # worker's 4 images instead of 8, hence a tolerance (measured: see the note in
+    # the README's multi-worker section).
+    np.testing.assert_allclose(losses, single, rtol=0.2)
+
+
+def test_two_workers_killed_resume_instead_of_restarting(tmp_path, scenes_dataset):
+    run = str(tmp_path / "run")
+    args = [*COMMON, "--data", scenes_dataset, "--run-dir", run, "--epochs", "3",
+            "--steps-per-epoch", "8", "--save-every", "2"]
+    procs = start_workers(args)
+    state_path = os.path.join(run, "state", "state.json")
+    deadline, state = time.time() + 400, None
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        if os.path.exists(state_path):
+            with open(state_path, encoding="utf-8") as f:
+                state = json.load(f)
+            if state["epoch"] >= 1 and state["step_in_epoch"] >= 2:
+                break
+        time.sleep(0.05)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    finish(procs)
+    assert state and state["epoch"] >= 1 and not state.get("finished"), state
+    results = finish(start_workers(args))
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        assert "resuming" in out
+    rows = read_log(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # continued, no epoch twice
+    with open(state_path, encoding="utf-8") as f:
+        final = json.load(f)
+    assert final["finished"] and final["global_step"] == 3 * 8
+    assert digest(results[0][1]) == digest(results[1][1])
+
+
+@pytest.mark.parametrize("config, chief", [
+    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, True),
+    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, False),
+    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
+     False),
+    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
+     True),
+])
+def test_the_chief_is_the_one_writer(monkeypatch, config, chief):
+    from colorization import devices
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    assert devices.multi_worker() and devices.is_chief() == chief
+
+
+def test_a_slurm_step_of_several_tasks_is_multi_worker(monkeypatch):
+    from colorization import devices
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    assert devices.multi_worker() and not devices.is_chief()
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert not devices.multi_worker() and devices.is_chief()

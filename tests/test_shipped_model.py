@@ -1,0 +1,67 @@
+"""The shipped real-photo model (resources/models/real-photos.keras): it loads in safe
+mode, model_transform.py uses it when nothing else is trained, and on the held-out
+real photos that scikit-image ships (never trained on: gather_photos.py excludes
+them by name and picture hash) it beats gray. CI never trains it."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, colorized_chroma, run_transform
+
+import evaluate
+import model_transform
+from colorization import inference, systems
+
+SHIPPED = os.path.join(ROOT, "resources", "models", "real-photos.keras")
+HELDOUT = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "retina",
+           "hubble_deep_field")
+
+
+@pytest.fixture(scope="module")
+def heldout_folder(tmp_path_factory):
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("heldout")
+    for name in HELDOUT:
+        image = getattr(data, name)()
+        image = image[0] if isinstance(image, tuple) else image
+        cv2.imwrite(str(folder / f"{name}.png"), np.ascontiguousarray(image[..., 2::-1]))
+    return folder
+
+
+def test_the_shipped_model_is_small_and_loads_in_safe_mode():
+    assert os.path.getsize(SHIPPED) < 25 * 2**20
+    model = inference.load_model(SHIPPED)
+    network, output = systems.of_model(model)
+    assert (network.name, output.name) == ("iizuka", "ab_bins")
+    # float32 weights: full speed on machines without bfloat16
+    assert model.dtype_policy.name == "float32"
+
+
+def test_it_beats_gray_on_the_held_out_real_photos(heldout_folder, tmp_path):
+    results, n = evaluate.evaluate(None, [SHIPPED], str(tmp_path / "report"),
+                                   images=str(heldout_folder))
+    assert n == len(HELDOUT)
+    model = results["models/real-photos.keras"]
+    gray = results["gray (ab = 0)"]
+    truth_colourfulness = model["colourfulness"] - model["delta_colourfulness"]
+    # Measured on these 7 photos with the shipped model: see its card
+    # (resources/models/real-photos.md).
+    assert model["auc"] > gray["auc"] + 1.0, (model, gray)
+    assert model["ab_rmse"] < gray["ab_rmse"] - 2.0, (model, gray)
+    assert model["colourfulness"] > 0.4 * truth_colourfulness, (model, truth_colourfulness)
+
+
+def test_model_transform_uses_it_when_nothing_is_trained(heldout_folder, tmp_path,
+                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    path, why = model_transform.default_model()
+    assert os.path.samefile(path, SHIPPED) and "shipped" in why
+    photo = str(heldout_folder / "chelsea.png")
+    out = str(tmp_path / "chelsea_color.png")
+    proc = run_transform(photo, "--out", out, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "model: " in proc.stderr and "shipped real-photo model" in proc.stderr
+    assert colorized_chroma(photo, out) > 5.0  # a colour photo, the input's own L

@@ -338,13 +338,34 @@ def licence_of(path, stanzas, default):
     """The licence of the last stanza whose pattern matches `path` (DEP-5: last wins).
 
     Patterns name source-tree paths, which an installed file or a bundled resource
-    ends with, so a pattern also matches the tail of the path."""
-    found = default
+    ends with, so a pattern also matches the tail of the path; a file converted to
+    another image format since (the game's .jpg shipped as .webp) matches by its
+    stem. Failing those, a stanza naming the same file name in another folder (a
+    wallpaper listed under its source folder) gives the licence."""
+    found, by_name = None, None
     for patterns, licence in stanzas:
         for p in patterns:
-            if p == "*" or fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, "*/" + p.lstrip("/")):
-                found = licence
-    return found
+            if p == "*":
+                found = found if found and found[1] else (licence, False)
+            elif _matches(path, p):
+                found = (licence, True)
+            elif "/" in p and not any(c in os.path.basename(p) for c in "*?[") and \
+                    os.path.basename(p) == os.path.basename(path):
+                by_name = licence
+    if found and found[1]:
+        return found[0]
+    return by_name or (found[0] if found else default)
+
+
+def _matches(path, pattern):
+    stem = os.path.splitext(path)[0]
+    for p in (pattern, "*/" + pattern.lstrip("/")):
+        if fnmatch.fnmatch(path, p):
+            return True
+        base, ext = os.path.splitext(p)
+        if ext.lower() in IMAGE_SUFFIXES and fnmatch.fnmatch(stem, base):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- photo checks

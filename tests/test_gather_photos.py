@@ -147,15 +147,22 @@ License: CC-BY-SA-3.0
 Files: src/activities/fish/fish3.webp
 Copyright: one photographer
 License: public-domain
+
+Files: src/activities/sea/sea1.jpg
+ 16.04/bridge_by_someone.jpg
+Copyright: a diver
+License: CC-BY-4.0
 """
     stanzas = gather_photos.copyright_stanzas(text)
-    assert [s[1] for s in stanzas] == ["GPL-2+", "CC-BY-SA-3.0", "public-domain"]
+    assert [s[1] for s in stanzas] == ["GPL-2+", "CC-BY-SA-3.0", "public-domain", "CC-BY-4.0"]
     licence = gather_photos.licence_of
     assert licence("gcompris/src/activities/animals/resource/cow.webp", stanzas, "?") \
         == "CC-BY-SA-3.0"
     assert licence("src/activities/fish/fish1.webp", stanzas, "?") == "CC-BY-SA-3.0"
     assert licence("src/activities/fish/fish3.webp", stanzas, "?") == "public-domain"
     assert licence("src/core/logo.png", stanzas, "?") == "GPL-2+"
+    assert licence("gcompris/src/activities/sea/sea1.webp", stanzas, "?") == "CC-BY-4.0"
+    assert licence("usr/share/backgrounds/bridge_by_someone.jpg", stanzas, "?") == "CC-BY-4.0"
     assert licence("x.png", [], "MIT") == "MIT"
 
 

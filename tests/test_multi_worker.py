@@ -83,8 +83,8 @@ def test_two_workers_train_as_one_run_and_match_one_process(tmp_path, scenes_dat
     assert proc.returncode == 0, proc.stderr[-2000:]
     single = [float(r["ab_loss"]) for r in read_log(one)]
     # Same data, initial weights and global batch; batch normalization sees each
-    # worker's 4 images instead of 8, hence a tolerance (measured: see the note in
-    # the README's multi-worker section).
+    # worker's 4 images instead of 8, hence a tolerance: measured 0.0318, 0.0211
+    # against 0.0290, 0.0192 (10% apart after each epoch).
     np.testing.assert_allclose(losses, single, rtol=0.2)
 
 

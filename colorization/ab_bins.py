@@ -76,7 +76,7 @@ def write_gamut_bins(path=RESOURCE, centres=None):
     centres = derive_gamut_bins() if centres is None else centres
     os.makedirs(os.path.dirname(path), exist_ok=True)
     header = (f"In-gamut ab bins on a grid of {GRID:g}: Q = {len(centres)} centres (a b), one a "
-              "line.\nRegenerate with `python ab_bins.py --regenerate` (see ab_bins.py).")
+              "line.\nRegenerate with `python -m colorization.ab_bins --regenerate`.")
     from colorization.atomic_io import replace_atomic
 
     replace_atomic(path, lambda tmp: np.savetxt(tmp, centres, fmt="%d", header=header))

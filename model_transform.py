@@ -16,6 +16,7 @@ reason; the others are still done), 2 usage error.
 import argparse
 import glob
 import os
+import stat
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -64,20 +65,54 @@ def default_model():
                      f"first:\n  {MAIN_JOB}")
 
 
+def walk_images(folder, recursive):
+    """Relative paths of the image files under folder, each real file once: symbolic
+    links are followed, but a folder already visited (a link cycle, or two links to
+    one place) is not entered again, and a file reached twice is listed once."""
+    seen_dirs, seen_files, found = set(), set(), []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames
+                             if os.path.realpath(os.path.join(dirpath, d)) not in seen_dirs)
+        if not recursive:
+            dirnames[:] = []
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            stem = os.path.splitext(name)[0]
+            if not is_image_name(name) or stem.endswith(OUTPUT_SUFFIX):
+                continue
+            if not _regular_file(path) or os.path.realpath(path) in seen_files:
+                continue
+            seen_files.add(os.path.realpath(path))
+            found.append(path)
+    return found
+
+
+def _regular_file(path):
+    """Only regular files are read: a FIFO or a device (/dev/zero) would hang or
+    never end."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def collect_inputs(paths, recursive):
-    """[(path, relative name for --out DIR)], and [(path, reason)] for missing ones."""
+    """[(path, relative name for --out DIR)], and [(path, reason)] for unusable ones."""
     items, failed = [], []
     for path in paths:
         if os.path.isdir(path):
-            pattern = os.path.join(path, "**", "*") if recursive else os.path.join(path, "*")
-            for f in sorted(glob.glob(pattern, recursive=recursive)):
-                stem = os.path.splitext(os.path.basename(f))[0]
-                if os.path.isfile(f) and is_image_name(f) and not stem.endswith(OUTPUT_SUFFIX):
-                    items.append((f, os.path.relpath(f, path)))
-        elif os.path.exists(path):
-            items.append((path, os.path.basename(path)))
-        else:
+            items += [(f, os.path.relpath(f, path)) for f in walk_images(path, recursive)]
+        elif not os.path.lexists(path):
             failed.append((path, "file not found"))
+        elif not _regular_file(path):
+            failed.append((path, "not a regular file (a folder, FIFO or device is not read)"))
+        else:
+            items.append((path, os.path.basename(path)))
     return items, failed
 
 
@@ -106,9 +141,13 @@ def encode_output(path, rgb, alpha):
                 alpha.astype(np.uint16) * 257)
         bgr = np.dstack([bgr, alpha])
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, bgr, params)
+    try:
+        ok, buf = cv2.imencode(ext, bgr, params)
+    except cv2.error:  # no encoder for this extension
+        ok = False
     if not ok:
-        raise ImageError(f"cannot encode the result as {ext}")
+        raise ImageError(f"cannot write the result as {ext or 'a file without an extension'} "
+                         "(give --out a name ending .jpg, .png, .tif, .bmp or .webp)")
     return buf.tobytes()
 
 

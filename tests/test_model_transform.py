@@ -212,3 +212,36 @@ def test_strip_upsampling_equals_whole_image_resize():
     expected = colorspace.to_uint8(colorspace.lab_to_rgb(colorspace.fit_chroma_to_gamut(lab)))
     got = inference.colorize_pixels(pixels, ab)
     assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_recursive_walk_cuts_symlink_cycles_and_skips_special_files(tmp_path, model_path):
+    rng = np.random.default_rng(11)
+    tree = tmp_path / "in"
+    (tree / "sub").mkdir(parents=True)
+    cv2.imwrite(str(tree / "a.jpg"), colourful_image(rng))
+    cv2.imwrite(str(tree / "sub" / "b.jpg"), colourful_image(rng))
+    os.symlink("..", tree / "sub" / "up")  # a cycle
+    os.symlink(tree / "sub", tree / "sub" / "again")  # and a second way into sub
+    os.mkfifo(tree / "pipe.jpg")  # would hang if it were read
+    out = tmp_path / "out"
+    proc = transform(str(tree), "--recursive", "--out", str(out), "--model", model_path)
+    assert proc.returncode == 0, proc.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a_color.jpg", os.path.join("sub", "b_color.jpg")]
+    assert "colorized 2 image(s)" in proc.stderr
+
+
+def test_special_files_and_unknown_extensions_cost_one_line_each(tmp_path, model_path):
+    rng = np.random.default_rng(12)
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), colourful_image(rng))
+    noext = tmp_path / "scan"
+    noext.write_bytes(good.read_bytes())  # a PNG without an extension
+    os.mkfifo(tmp_path / "pipe.png")
+    proc = transform(str(tmp_path / "pipe.png"), str(noext), str(good), "--model", model_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = errors(proc)
+    assert len(lines) == 2
+    assert "not a regular file" in next(ln for ln in lines if "pipe.png" in ln)
+    assert "without an extension" in next(ln for ln in lines if "scan" in ln)
+    assert (tmp_path / "good_color.png").exists()  # the rest is done

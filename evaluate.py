@@ -383,6 +383,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
+    if args.limit < 1:
+        p.error("--limit must be at least 1")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file; the report needs a folder")
     if not args.data and not args.images:
         p.error("give --data (a built dataset) or --images (a folder of colour photos)")
     from colorization.inference import ModelError

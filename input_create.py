@@ -452,6 +452,17 @@ def parse_args(argv):
                    help="seed of the synthetic scenes and of the crops")
     p.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out")
     args = p.parse_args(argv)
+    # Checked before anything is written: a size of 0 skipped every source and
+    # exited 0, a worker count of 0 crashed the pool.
+    for flag, value, least in (("--size", args.size, 32), ("--min-side", args.min_side, 1),
+                               ("--workers", args.workers, 1), ("--num-tasks", args.num_tasks, 1),
+                               ("--shards", args.shards, 1)):
+        if value is not None and value < least:
+            p.error(f"{flag} must be at least {least}")
+    if args.min_chroma < 0:
+        p.error("--min-chroma must be 0 or more")
+    if args.size > 4096:
+        p.error("--size must be at most 4096 (the stored examples are size x size)")
     if not 0 <= args.task_index < args.num_tasks:
         p.error("--task-index must be in [0, --num-tasks)")
     if not 0 <= args.val_fraction < 1:

@@ -630,6 +630,7 @@ def main(argv=None):
                   f"(batch {batch}, median of 8 steps){note}", flush=True)
         return 0
     import read_input
+    from colorization.callbacks import StateError
     from colorization.hypercolumn import WeightsError
 
     try:
@@ -644,7 +645,7 @@ def main(argv=None):
     except TrainingError as e:
         print(f"model_train.py: {e}", file=sys.stderr)
         return 1
-    except RunInUse as e:
+    except (RunInUse, StateError) as e:
         print(f"model_train.py: error: {e}", file=sys.stderr)
         return 2
     if result["status"] == "already finished":

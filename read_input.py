@@ -54,8 +54,16 @@ def load_summary(data_dir):
     if not os.path.exists(path):
         raise DatasetError(f"{data_dir} has no dataset.json (not built, or the build did not "
                            "finish); run input_create.py for it first")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+        if not isinstance(summary, dict) or "splits" not in summary:
+            raise ValueError("no splits in it")
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path} is not a readable dataset summary "
+                           f"({str(e).splitlines()[0][:80]}); rebuild it with input_create.py "
+                           "(it redoes only what is missing)") from None
+    return summary
 
 
 def split_files(data_dir, split, summary=None):

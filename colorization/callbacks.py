@@ -27,6 +27,10 @@ def save_model_atomic(model, path):
     replace_atomic(path, model.save, suffix=".keras")
 
 
+class StateError(ValueError):
+    """A run's saved state cannot be read; str() says what to do."""
+
+
 class TrainingState:
     """Where a run is: `state/state.json` names the weights file of the last good step.
 
@@ -42,8 +46,15 @@ class TrainingState:
     def load(self):
         if not os.path.exists(self.path):
             return None
-        with open(self.path, encoding="utf-8") as f:
-            return json.load(f)
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                state = json.load(f)
+            if not isinstance(state, dict) or "epoch" not in state:
+                raise ValueError("no epoch in it")
+            return state
+        except (OSError, ValueError) as e:
+            raise StateError(f"{self.path} is damaged ({str(e).splitlines()[0][:80]}); move "
+                             "the run's state/ folder away to start the run afresh") from None
 
     def save(self, model, **state):
         os.makedirs(self.dir, exist_ok=True)

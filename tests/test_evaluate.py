@@ -106,3 +106,12 @@ def test_the_papers_claim_global_features_decide_the_sky(tmp_path):
     # ablated, sky AuC 91.1% against 81.6%.
     assert model["sky_ab_rmse"] < ablated["sky_ab_rmse"] - 7.0, (model, ablated)
     assert model["sky_auc"] > ablated["sky_auc"] + 5.0, (model, ablated)
+
+
+def test_out_that_is_a_file_and_a_bad_limit_are_usage_errors(tmp_path, scenes_dataset):
+    existing = tmp_path / "report.txt"
+    existing.write_text("mine")
+    for args in (["--out", str(existing)], ["--out", str(tmp_path / "r"), "--limit", "0"]):
+        proc = run_main(evaluate.main, ["--data", scenes_dataset, *args])
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert existing.read_text() == "mine"

@@ -331,3 +331,13 @@ def test_crops_per_image_makes_distinct_crops_of_large_photos_split_by_photo(tmp
 def records_of_split(out, split):
     return [r for p in sorted(glob.glob(os.path.join(out, f"{split}-*.tfrecord")))
             for r in records(p)]
+
+
+@pytest.mark.parametrize("flag, value", [("--size", "0"), ("--size", "-3"), ("--workers", "0"),
+                                         ("--min-side", "0"), ("--shards", "0"),
+                                         ("--num-tasks", "0"), ("--min-chroma", "-1")])
+def test_numeric_arguments_are_checked_before_anything_is_written(tmp_path, flag, value):
+    out = tmp_path / "d"
+    result = run_cli("--synthetic", "4", "--out", str(out), flag, value)
+    assert result.returncode == 2 and flag in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

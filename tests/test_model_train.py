@@ -206,3 +206,26 @@ def test_step_decay_schedule_halves_the_rate_every_n_epochs():
     optimizer = model_train.make_optimizer(cfg, steps_per_epoch=10)
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert model_train.learning_rate(get_config("demo"), steps_per_epoch=10) == 2e-3
+
+
+def test_damaged_run_files_and_bad_numbers_are_one_line_usage_errors(tmp_path, scenes_dataset):
+    args = ["--preset", "demo", "--data", scenes_dataset]
+    for flag in (["--batch-size", "0"], ["--batch-size", "-4"], ["--epochs", "0"],
+                 ["--learning-rate", "0"]):
+        proc = run_cli(*args, "--run-dir", str(tmp_path / "new"), *flag)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert not (tmp_path / "new").exists()  # nothing written, nothing to trip a rerun
+    run = tmp_path / "run"
+    (run / "state").mkdir(parents=True)
+    (run / "state" / "state.json").write_text('{"epoch": 1, "step_in')  # cut by a full disk
+    proc = run_cli(*args, "--run-dir", str(run), "--precision", "float32")
+    assert proc.returncode == 2 and "state.json is damaged" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (run / "config.json").write_text("{")
+    proc = run_cli(*args, "--run-dir", str(run))
+    assert proc.returncode == 2 and "config.json" in proc.stderr
+    bad_data = tmp_path / "data"
+    bad_data.mkdir()
+    (bad_data / "dataset.json").write_text('{"format": "something else"}')
+    proc = run_cli("--preset", "demo", "--data", str(bad_data), "--run-dir", str(tmp_path / "r3"))
+    assert proc.returncode == 2 and "not a readable dataset summary" in proc.stderr

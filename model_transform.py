@@ -220,8 +220,7 @@ def finish_job(job, ab, compare=False):
     if compare:
         was_colour = not (np.array_equal(job.pixels[..., 0], job.pixels[..., 1])
                           and np.array_equal(job.pixels[..., 1], job.pixels[..., 2]))
-        write_compare(os.path.splitext(job.dest)[0] + "_compare.png", job.pixels, result,
-                      was_colour)
+        write_compare(compare_path(job.dest), job.pixels, result, was_colour)
 
 
 def top_k_line(job, probs, names, k):
@@ -273,18 +272,38 @@ class Batches:
             self.on_done()
 
 
-def plan_outputs(items, out, single, overwrite):
-    """([(input, output)] to do, [(input, reason)] refused, how many skipped)."""
+def plan_outputs(items, out, single, overwrite, compare=False):
+    """([(input, output)] to do, [(input, reason)] refused, how many skipped).
+
+    No two inputs of one run get the same output, no output (or --compare figure)
+    is an input of the run, and an existing file is replaced only with --overwrite."""
     todo, refused, skipped = [], [], 0
+    inputs = {os.path.realpath(path): path for path, _ in items}
+    taken = {}
     for path, rel in items:
         dest = output_path(path, rel, out, single)
-        if os.path.abspath(dest) == os.path.abspath(path):
-            refused.append((path, "the output would overwrite the input"))
-        elif os.path.exists(dest) and not overwrite:
+        written = [dest] + ([compare_path(dest)] if compare else [])
+        real = [os.path.realpath(w) for w in written]
+        clash = next((inputs[r] for r in real if r in inputs), None)
+        if clash is not None:
+            what = "the input itself" if clash == path else f"another input, {clash}"
+            target = written[real.index(os.path.realpath(clash))]
+            refused.append((path, f"the output {target} would overwrite {what}"))
+        elif any(r in taken for r in real):
+            other = next(taken[r] for r in real if r in taken)
+            reason = (f"its output {dest} is also {other}'s; colorize them into different "
+                      "--out folders")
+            refused.append((path, reason))
+        elif any(os.path.exists(w) for w in written) and not overwrite:
             skipped += 1
         else:
             todo.append((path, dest))
+        taken.update({r: path for r in real})
     return todo, refused, skipped
+
+
+def compare_path(dest):
+    return os.path.splitext(dest)[0] + "_compare.png"
 
 
 def prepare_model(args, model_path):
@@ -317,7 +336,7 @@ def run(args):
     if not items and not failed:
         raise UsageError("no images found in " + ", ".join(args.inputs) +
                          ("" if args.recursive else " (use --recursive for sub-folders)"))
-    single = len(items) == 1 and len(args.inputs) == 1 and not os.path.isdir(args.inputs[0])
+    single = len(args.inputs) == 1 and not os.path.isdir(args.inputs[0])
     if args.out and not single and is_image_name(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} looks like a file, but there are several inputs; "
                          "give a folder")
@@ -335,7 +354,7 @@ def run(args):
         print(f"model_transform.py: {args.reference}: {e} (the --reference image)",
               file=sys.stderr)
         return 1
-    todo, refused, skipped = plan_outputs(items, args.out, single, args.overwrite)
+    todo, refused, skipped = plan_outputs(items, args.out, single, args.overwrite, args.compare)
     failed += refused
     for path, reason in failed:
         print(f"model_transform.py: {path}: {reason}", file=sys.stderr)

@@ -245,3 +245,33 @@ def test_special_files_and_unknown_extensions_cost_one_line_each(tmp_path, model
     assert "not a regular file" in next(ln for ln in lines if "pipe.png" in ln)
     assert "without an extension" in next(ln for ln in lines if "scan" in ln)
     assert (tmp_path / "good_color.png").exists()  # the rest is done
+
+
+def test_outputs_never_collide_nor_replace_an_input(tmp_path, model_path):
+    rng = np.random.default_rng(13)
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.jpg"), colourful_image(rng))
+    out = tmp_path / "out"
+    proc = transform(str(tmp_path / "one" / "x.jpg"), str(tmp_path / "two" / "x.jpg"),
+                     "--out", str(out), "--model", model_path)
+    assert proc.returncode == 1 and "colorized 1 image(s)" in proc.stderr
+    assert len(errors(proc)) == 1 and "different --out folders" in errors(proc)[0]
+    # An input named like another input's output is not replaced, even with --overwrite.
+    a, a_color = tmp_path / "a.png", tmp_path / "a_color.png"
+    cv2.imwrite(str(a), colourful_image(rng))
+    cv2.imwrite(str(a_color), colourful_image(rng))
+    before = a_color.read_bytes()
+    proc = transform(str(a), str(a_color), "--overwrite", "--model", model_path)
+    assert a_color.read_bytes() == before and "would overwrite another input" in proc.stderr
+    # --compare never replaces an existing figure without --overwrite.
+    b = tmp_path / "b.png"
+    cv2.imwrite(str(b), colourful_image(rng))
+    (tmp_path / "b_color_compare.png").write_bytes(b"mine")
+    proc = transform(str(b), "--compare", "--model", model_path)
+    assert (tmp_path / "b_color_compare.png").read_bytes() == b"mine"
+    assert "1 skipped" in proc.stderr
+    # A lone missing input with --out FILE is "file not found", exit 1.
+    proc = transform(str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o.png"),
+                     "--model", model_path)
+    assert proc.returncode == 1 and "file not found" in proc.stderr

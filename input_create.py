@@ -35,6 +35,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import sys
 import time
 from functools import partial
@@ -49,6 +50,9 @@ from colorization.image_io import is_image_name
 
 SPLITS = ("train", "val")
 EXAMPLES_PER_SHARD = 1024
+# Class ids of a label list (Places365 has 365, ImageNet 1000): a typo of an id
+# must not make a dataset.json of gigabytes of empty class counts.
+MAX_CLASSES = 100_000
 PARTS_DIR = ".parts"
 
 
@@ -115,6 +119,8 @@ def list_sources(root, list_path):
             lines = f.read().splitlines()
     except OSError as e:
         raise UsageError(f"--labels {list_path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--labels {list_path}: not UTF-8 text") from None
     sources, names = [], {}
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -126,6 +132,11 @@ def list_sources(root, list_path):
         rel, label = os.path.normpath(parts[0].lstrip("/")), int(parts[1])
         if label < 0:
             raise UsageError(f"--labels {list_path}:{number}: negative class id {label}")
+        if label >= MAX_CLASSES:
+            raise UsageError(f"--labels {list_path}:{number}: class id {label} is over "
+                             f"{MAX_CLASSES - 1} (ids count up from 0)")
+        if rel == ".." or rel.startswith(".." + os.sep):
+            raise UsageError(f"--labels {list_path}:{number}: {parts[0]} is outside --images")
         names.setdefault(label, os.path.dirname(rel) or f"class_{label}")
         sources.append(_file_source(root, rel, label))
     if not sources:
@@ -368,7 +379,9 @@ def build(out, sources, class_names, layout_kind, stored_size=256, val_fraction=
     layout = plan(sources, val_fraction, shards)
     if layout_kind == "synthetic" and sources:
         source_root = f"seed {sources[0].seed}"  # lets evaluate.py re-render sky masks
-    meta = {"source": {"layout": layout_kind, "root": source_root, "sources": photos},
+    meta = {"source": {"layout": layout_kind, "root": source_root, "sources": photos,
+                       "digest": sources_digest(sources)},
+            "class_names": list(class_names),
             "stored_size": stored_size, "val_fraction": val_fraction, "min_side": min_side,
             "min_chroma": min_chroma, "shards": {k: len(v) for k, v in layout.items()}}
     if crops_per_image > 1:
@@ -401,23 +414,71 @@ def build(out, sources, class_names, layout_kind, stored_size=256, val_fraction=
     return None
 
 
+SHARD_RE = re.compile(r"(train|val)-\d{5}-of-\d{5}\.tfrecord")
+
+
+def _ours(name):
+    """A file name this builder writes in --out (shards, their temporaries)."""
+    if name.startswith(PREFIX):
+        name = name[len(PREFIX):].split(".tfrecord.", 1)[0] + ".tfrecord"
+    return bool(SHARD_RE.fullmatch(name))
+
+
+def _is_our_summary(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("format") == "lab8-png-tfrecord"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _check_settings(out, meta, overwrite):
-    """Refuses to mix shards of two different builds in one folder."""
-    path = os.path.join(out, PARTS_DIR, "build.json")
+    """Refuses to mix shards of two different builds (settings, classes or sources)
+    in one folder, or to build into a folder holding something else; --overwrite
+    removes an earlier build, and only what this builder wrote."""
+    parts = os.path.join(out, PARTS_DIR)
+    path = os.path.join(parts, "build.json")
     if overwrite:
         for name in os.listdir(out):
-            if name.endswith(".tfrecord") or name.startswith(PREFIX) or name == "dataset.json":
-                os.remove(os.path.join(out, name))
-        for name in os.listdir(os.path.join(out, PARTS_DIR)):
-            os.remove(os.path.join(out, PARTS_DIR, name))
+            full = os.path.join(out, name)
+            if _ours(name) or (name == "dataset.json" and _is_our_summary(full)):
+                os.remove(full)
+        for name in os.listdir(parts):
+            if name == "build.json" or (name.endswith(".json") and _ours(name[:-5])):
+                os.remove(os.path.join(parts, name))
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
-        if previous != json.loads(json.dumps(meta)):
-            raise UsageError(f"{out} holds a build with other settings or sources; "
-                             "use another --out or add --overwrite")
+        try:
+            with open(path, encoding="utf-8") as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+        now = json.loads(json.dumps(meta))
+        if previous is not None and "class_names" not in previous:
+            # A record of an older version, without the classes and the sources'
+            # digest: compared on what it holds.
+            now = {k: v for k, v in now.items() if k in previous}
+            now["source"] = {k: v for k, v in now.get("source", {}).items()
+                             if k in previous.get("source", {})}
+        if previous != now:
+            changed = sorted(k for k in set(now) | set(previous or {})
+                             if (previous or {}).get(k) != now.get(k))
+            raise UsageError(f"{out} holds a build with other {', '.join(changed) or 'settings'}"
+                             "; resuming it would mix the two: use another --out, or add "
+                             "--overwrite to replace it")
     else:
+        foreign = [n for n in os.listdir(out) if n != PARTS_DIR and not _ours(n)]
+        if foreign and not overwrite:
+            raise UsageError(f"{out} is not empty and holds no build of input_create.py "
+                             f"({foreign[0]}, ...); give a new or empty folder")
         write_json_atomic(path, meta)
+
+
+def sources_digest(sources):
+    """A hash of every source's path and label: a resumed build must have the same."""
+    digest = hashlib.sha1()
+    for src in sorted(sources, key=lambda s: s.relpath):
+        digest.update(f"{src.relpath}\t{src.label}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- command line
@@ -491,12 +552,10 @@ def main(argv=None):
             sources, class_names, kind = folder_sources(args.images, flat=args.flat)
             root = os.path.abspath(args.images)
         os.makedirs(args.out, exist_ok=True)
-        if os.path.exists(os.path.join(args.out, "dataset.json")) and not args.overwrite:
-            with open(os.path.join(args.out, "dataset.json"), encoding="utf-8") as f:
-                done = json.load(f)
-            print(f"{args.out} is already complete ({done['splits']['train']['count']} train, "
-                  f"{done['splits']['val']['count']} val); --overwrite rebuilds it")
-            return 0
+        # A finished build is checked like an unfinished one (same settings,
+        # classes and sources) before it is called complete.
+        was_complete = (not args.overwrite
+                        and _is_our_summary(os.path.join(args.out, "dataset.json")))
         start = time.perf_counter()
         summary = build(args.out, sources, class_names, kind, stored_size=args.size,
                         val_fraction=args.val_fraction, min_side=args.min_side,
@@ -509,6 +568,10 @@ def main(argv=None):
         print(f"input_create.py: error: {e}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
+    if was_complete and summary is not None:
+        print(f"{args.out} is already complete ({summary['splits']['train']['count']} train, "
+              f"{summary['splits']['val']['count']} val); --overwrite rebuilds it")
+        return 0
     if summary is None:
         print(f"task {args.task_index} of {args.num_tasks} done in {elapsed:.1f}s; "
               "dataset.json is written by the task that finishes last")

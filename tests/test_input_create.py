@@ -265,8 +265,11 @@ def test_killed_build_leaves_no_incomplete_shard_and_rerun_completes(tmp_path):
 
 
 def test_rerun_of_a_finished_build_says_so(scenes_dataset):
-    result = run_cli("--synthetic", "96", "--out", scenes_dataset)
+    result = run_cli("--synthetic", "96", "--out", scenes_dataset, "--val-fraction", "0.2")
     assert result.returncode == 0 and "already complete" in result.stdout
+    # With other settings it is not "complete": it would be another build.
+    result = run_cli("--synthetic", "96", "--out", scenes_dataset)
+    assert result.returncode == 2 and "val_fraction" in result.stderr
 
 
 def test_ab_histogram_and_chroma_match_direct_formulas():
@@ -341,3 +344,48 @@ def test_numeric_arguments_are_checked_before_anything_is_written(tmp_path, flag
     result = run_cli("--synthetic", "4", "--out", str(out), flag, value)
     assert result.returncode == 2 and flag in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_a_resumed_build_refuses_other_classes_or_sources(tmp_path):
+    rng = np.random.default_rng(21)
+    write_photos(tmp_path / "src" / "beach", 3, rng)
+    write_photos(tmp_path / "src" / "forest", 3, rng)
+    out = str(tmp_path / "d")
+    args = ["--images", str(tmp_path / "src"), "--out", out, "--workers", "1"]
+    assert run_cli(*args).returncode == 0
+    assert "already complete" in run_cli(*args).stdout
+    os.rename(tmp_path / "src" / "forest", tmp_path / "src" / "woods")  # a class renamed
+    result = run_cli(*args)
+    assert result.returncode == 2 and "class_names" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run_cli(*args, "--overwrite").returncode == 0
+    assert load_json(os.path.join(out, "dataset.json"))["class_names"] == ["beach", "woods"]
+
+
+def test_overwrite_removes_only_what_the_builder_wrote(tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("--synthetic", "4", "--out", str(out))
+    assert result.returncode == 2 and "not empty" in result.stderr  # a foreign folder
+    (out / "mine.tfrecord").write_text("also mine")
+    (out / "dataset.json").write_text('{"something": "else"}')
+    assert run_cli("--synthetic", "4", "--out", str(out), "--overwrite").returncode == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "mine.tfrecord").read_text() == "also mine"
+    assert load_json(out / "dataset.json")["format"] == "lab8-png-tfrecord"
+
+
+@pytest.mark.parametrize("line, words", [("../outside/secret.jpg 1", "outside --images"),
+                                         ("a.jpg 99999999", "over 99999")])
+def test_label_lists_cannot_escape_the_folder_or_explode(tmp_path, line, words):
+    (tmp_path / "src").mkdir()
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{line}\n", encoding="utf-8")
+    result = run_cli("--images", str(tmp_path / "src"), "--labels", str(listing),
+                     "--out", str(tmp_path / "d"))
+    assert result.returncode == 2 and words in result.stderr
+    listing.write_bytes(b"caf\xe9.jpg 1\n")  # Latin-1, not UTF-8
+    result = run_cli("--images", str(tmp_path / "src"), "--labels", str(listing),
+                     "--out", str(tmp_path / "d"))
+    assert result.returncode == 2 and "not UTF-8" in result.stderr

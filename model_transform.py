@@ -319,7 +319,9 @@ def prepare_model(args, model_path):
                          f"is {network.title}'s network, which has none")
     reference = None
     if args.reference:
-        ref_pixels, _ = decode_pixels(read_bytes(args.reference))
+        ref_data = read_bytes(args.reference)
+        check_pixel_limit(ref_data, args.max_pixels)  # before decoding, as for the inputs
+        ref_pixels, _ = decode_pixels(ref_data)
         reference = network_input(ref_pixels, args.max_side)
     colorizer = Colorizer(model, with_reference=reference is not None,
                           temperature=args.temperature)

@@ -36,6 +36,9 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1,
 
 
 CROP_MARK = "#crop"
+# Sources with more pixels are skipped before decoding (a decompression bomb would
+# take every worker's memory): the default --max-pixels of model_transform.py.
+MAX_SOURCE_PIXELS = 500_000_000
 
 
 @dataclass
@@ -132,7 +135,7 @@ def decode_lab8(png):
 def _photo_pixels(path):
     # The crops of one photo are neighbours in a shard and reach the same worker
     # in one chunk: the last photo is decoded once for all of them.
-    return load_pixels(path)[0]
+    return load_pixels(path, max_pixels=MAX_SOURCE_PIXELS)[0]
 
 
 def source_rgb(source, stored_size):
@@ -142,7 +145,7 @@ def source_rgb(source, stored_size):
         from colorization.scenes import render_scene
         return render_scene(source.seed, source.index, stored_size)
     pixels = _photo_pixels(source.path) if source.crop is not None else load_pixels(
-        source.path)[0]
+        source.path, max_pixels=MAX_SOURCE_PIXELS)[0]
     return pixels, source.label
 
 

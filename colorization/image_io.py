@@ -5,7 +5,9 @@ file, a truncated JPEG or a text file named `.jpg` gets the same one-line reason
 everywhere instead of a traceback or a silently wrong picture.
 """
 
+import io
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -78,9 +80,31 @@ def header_dimensions(data):
     return None
 
 
+def image_size(data):
+    """(width, height) read from the file's header without decoding the pixels, for
+    every format Pillow identifies (TIFF, GIF, WebP, ... and JPEGs with fill bytes
+    before their frame header); the hand parser above where Pillow is not installed
+    or does not know the format; None if neither does."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return header_dimensions(data)
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # Pillow's own bomb check raises on open: we decide
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:  # lazy: reads the header only
+                return tuple(int(v) for v in image.size)
+    except Exception:  # noqa: BLE001 (Pillow raises many types for data it cannot read)
+        return header_dimensions(data)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def check_pixel_limit(data, max_pixels):
     """ImageError if the header says the image has more than max_pixels pixels."""
-    size = header_dimensions(data) if max_pixels else None
+    size = image_size(data) if max_pixels else None
     if size and size[0] * size[1] > max_pixels:
         raise ImageError(f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels is over the "
                          f"limit of {max_pixels:,} (--max-pixels; a guard against "
@@ -133,9 +157,12 @@ def decode_image(data, keep_alpha=False):
     return to_float(rgb), None if alpha is None else to_float(alpha)
 
 
-def load_pixels(path, keep_alpha=False):
-    """Reads and decodes a file as stored (uint8/uint16); raises ImageError with a reason."""
-    return decode_pixels(read_bytes(path), keep_alpha=keep_alpha)
+def load_pixels(path, keep_alpha=False, max_pixels=0):
+    """Reads and decodes a file as stored (uint8/uint16); raises ImageError with a
+    reason, also (before decoding) for more than max_pixels pixels (0: no limit)."""
+    data = read_bytes(path)
+    check_pixel_limit(data, max_pixels)
+    return decode_pixels(data, keep_alpha=keep_alpha)
 
 
 def load_image(path, keep_alpha=False):

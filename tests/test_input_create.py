@@ -389,3 +389,17 @@ def test_label_lists_cannot_escape_the_folder_or_explode(tmp_path, line, words):
     result = run_cli("--images", str(tmp_path / "src"), "--labels", str(listing),
                      "--out", str(tmp_path / "d"))
     assert result.returncode == 2 and "not UTF-8" in result.stderr
+
+
+def test_a_bomb_among_the_sources_is_skipped_without_decoding(tmp_path):
+    import bombs
+
+    rng = np.random.default_rng(22)
+    write_photos(tmp_path / "src", 3, rng)
+    (tmp_path / "src" / "bomb.tif").write_bytes(bombs.tiff_bomb())  # 30000 x 30000
+    assert run_cli("--images", str(tmp_path / "src"), "--flat", "--workers", "1",
+                   "--out", str(tmp_path / "d")).returncode == 0
+    meta = load_json(tmp_path / "d" / "dataset.json")
+    reasons = {s["source"]: s["reason"] for s in meta["skipped"]}
+    assert "over the limit" in reasons["bomb.tif"]
+    assert meta["splits"]["train"]["count"] + meta["splits"]["val"]["count"] == 3

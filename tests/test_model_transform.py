@@ -275,3 +275,24 @@ def test_outputs_never_collide_nor_replace_an_input(tmp_path, model_path):
     proc = transform(str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o.png"),
                      "--model", model_path)
     assert proc.returncode == 1 and "file not found" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["tiff", "gif", "jpeg_fill"])
+def test_bombs_of_every_format_are_refused_from_their_header(tmp_path, model_path, kind):
+    import bombs
+
+    data = {"tiff": bombs.tiff_bomb, "gif": bombs.gif_bomb, "jpeg_fill": bombs.jpeg_fill_bomb}[
+        kind]()
+    ext = {"tiff": ".tif", "gif": ".gif", "jpeg_fill": ".jpg"}[kind]
+    bomb = tmp_path / f"bomb{ext}"
+    bomb.write_bytes(data)
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), colourful_image(np.random.default_rng(14)))
+    limit = ["--max-pixels", "100000000"]
+    proc = transform(str(bomb), str(good), "--model", model_path, *limit)
+    assert proc.returncode == 1 and "over the limit" in errors(proc)[0]
+    assert (tmp_path / "good_color.png").exists()
+    # ...and as the --reference image
+    proc = transform(str(good), "--reference", str(bomb), "--overwrite", "--model", model_path,
+                     *limit)
+    assert proc.returncode == 1 and "over the limit" in proc.stderr and "reference" in proc.stderr

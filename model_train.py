@@ -648,6 +648,18 @@ def main(argv=None):
     except (RunInUse, StateError) as e:
         print(f"model_train.py: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        # A record that does not read (a damaged shard) stops training; the state
+        # saved before it is kept. Stop with the cause and the way to repair it.
+        import tensorflow as tf
+
+        if not isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
+            raise
+        first = str(getattr(e, "message", e)).strip().splitlines()[0][:160]
+        print(f"model_train.py: error: a record of {args.data} cannot be read ({first}); "
+              f"`python read_input.py {args.data} --verify` names the damaged shard and how "
+              "to rebuild it; training resumes from the last saved step", file=sys.stderr)
+        return 1
     if result["status"] == "already finished":
         print(f"{run_dir} has already finished training (epoch {result.get('epoch')}); "
               f"its model is {os.path.join(run_dir, 'model.keras')}")

@@ -225,6 +225,45 @@ def decode_only_dataset(data_dir, split, batch_size):
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
+def verify(data_dir, log=print):
+    """Reads every record of every shard and decodes its image; returns the list of
+    (shard, problem) found (empty: the dataset is whole) and logs each one."""
+    summary = load_summary(data_dir)
+    problems = []
+    for split, info in summary["splits"].items():
+        for name in info["files"]:
+            path = os.path.join(data_dir, name)
+            count, problem = 0, None
+            try:
+                for serialized in tf.data.TFRecordDataset(path):
+                    lab8, _ = parse_example(serialized)
+                    if lab8.shape[-1] != 3:
+                        raise ValueError(f"record {count} is not a 3-channel image")
+                    count += 1
+            except (tf.errors.OpError, ValueError) as e:
+                problem = f"record {count}: {str(getattr(e, 'message', e)).splitlines()[0][:120]}"
+            if problem is None and count != _shard_count(data_dir, name):
+                problem = f"{count} records where the build wrote {_shard_count(data_dir, name)}"
+            if problem:
+                problems.append((name, problem))
+                log(f"{split} shard {name}: {problem}")
+    return problems
+
+
+def _shard_count(data_dir, name):
+    try:
+        with open(os.path.join(data_dir, ".parts", name + ".json"), encoding="utf-8") as f:
+            return json.load(f)["count"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def rebuild_hint(data_dir, shard):
+    """How to rebuild one damaged shard: remove it; input_create.py redoes only it."""
+    return (f"remove {os.path.join(data_dir, shard)} and rerun the input_create.py command "
+            f"that built {data_dir} (it rebuilds only the missing shard)")
+
+
 def show(ds, summary, path, count=16):
     """Writes a grid of decoded samples: L and the colour rebuilt from L + half-res ab."""
     import matplotlib
@@ -269,6 +308,8 @@ def main(argv=None):
                    help="print training examples/s beside the decode-only rate")
     p.add_argument("--batches", type=int, default=50, help="batches per benchmark timing")
     p.add_argument("--show", metavar="FILE.png", help="write a grid of decoded samples")
+    p.add_argument("--verify", action="store_true",
+                   help="read and decode every record; name each damaged shard (exit 1)")
     args = p.parse_args(argv)
     try:
         summary = load_summary(args.data)
@@ -289,6 +330,14 @@ def main(argv=None):
                               crop_size=args.crop_size, repeat=False, drop_remainder=False)
             show(ds, summary, args.show)
             print(f"wrote {args.show}")
+        if args.verify:
+            problems = verify(args.data, log=lambda line: print(f"read_input.py: {line}",
+                                                                 file=sys.stderr))
+            for shard, _ in problems:
+                print(f"  to repair: {rebuild_hint(args.data, shard)}", file=sys.stderr)
+            print(f"{args.data}: " + (f"{len(problems)} damaged shard(s)" if problems
+                                      else "every record reads and decodes"))
+            return 1 if problems else 0
         if not (args.benchmark or args.show):
             for split, info in summary["splits"].items():
                 print(f"{split}: {info['count']} examples in {len(info['files'])} shards")

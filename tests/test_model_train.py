@@ -229,3 +229,23 @@ def test_damaged_run_files_and_bad_numbers_are_one_line_usage_errors(tmp_path, s
     (bad_data / "dataset.json").write_text('{"format": "something else"}')
     proc = run_cli("--preset", "demo", "--data", str(bad_data), "--run-dir", str(tmp_path / "r3"))
     assert proc.returncode == 2 and "not a readable dataset summary" in proc.stderr
+
+
+def test_a_damaged_shard_stops_training_with_one_line_and_verify_names_it(tmp_path):
+    import input_create
+
+    data = str(tmp_path / "data")
+    sources, names, kind = input_create.synthetic_sources(24, seed=0)
+    input_create.build(data, sources, names, kind, val_fraction=0.25, workers=1, progress=False)
+    assert run_main(read_input.main, [data, "--verify"]).returncode == 0
+    shard = next(n for n in sorted(os.listdir(data)) if n.startswith("train-"))
+    raw = bytearray((tmp_path / "data" / shard).read_bytes())
+    raw[200:210] = bytes(10)  # a few bytes of the first record's image zeroed
+    (tmp_path / "data" / shard).write_bytes(bytes(raw))
+    check = run_main(read_input.main, [data, "--verify"])
+    assert check.returncode == 1 and shard in check.stderr and "rerun" in check.stderr
+    proc = run_cli("--preset", "demo", "--data", data, "--run-dir", str(tmp_path / "run"),
+                   "--batch-size", "4", "--steps-per-epoch", "2", "--epochs", "1",
+                   "--precision", "float32")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--verify" in proc.stderr

@@ -402,6 +402,16 @@ def main(argv=None):
     except (DatasetError, ModelError, EvalError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        import tensorflow as tf
+
+        if not isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
+            raise
+        first = str(getattr(e, "message", e)).strip().splitlines()[0][:160]
+        print(f"evaluate.py: error: a record of {args.data} cannot be read ({first}); "
+              f"`python read_input.py {args.data} --verify` names the damaged shard",
+              file=sys.stderr)
+        return 1
     scored = f"photos of {args.images}" if args.images else f"{args.split} images of {args.data}"
     print(f"{n} {scored} (224x224 centre crops); AuC in %, "
           f"ab errors in ab units, PSNR capped at {metrics.PSNR_CAP:g} dB")

@@ -34,6 +34,7 @@ from colorization.image_io import (
 from config import InferenceConfig
 
 OUTPUT_SUFFIX = "_color"
+COMPARE_SUFFIX = OUTPUT_SUFFIX + "_compare"  # --compare figures are outputs too
 MAIN_JOB = ("python input_create.py --synthetic 3000 --out data/scenes --val-fraction 0.05 && "
             "python model_train.py --preset demo --data data/scenes --run-dir runs/demo")
 # Images held at once while waiting for same-size partners (a batch).
@@ -83,7 +84,7 @@ def walk_images(folder, recursive):
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
             stem = os.path.splitext(name)[0]
-            if not is_image_name(name) or stem.endswith(OUTPUT_SUFFIX):
+            if not is_image_name(name) or stem.endswith((OUTPUT_SUFFIX, COMPARE_SUFFIX)):
                 continue
             if not _regular_file(path) or os.path.realpath(path) in seen_files:
                 continue

@@ -42,6 +42,10 @@ def load_model(path):
     if not os.path.isfile(path):
         raise ModelError("model file not found" if not os.path.exists(path)
                          else "model path is not a file")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" for it
+        raise ModelError("not a Keras model file (a .keras file is a zip archive; this is not)")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 (Keras raises many types for a bad file)

@@ -296,3 +296,24 @@ def test_bombs_of_every_format_are_refused_from_their_header(tmp_path, model_pat
     proc = transform(str(good), "--reference", str(bomb), "--overwrite", "--model", model_path,
                      *limit)
     assert proc.returncode == 1 and "over the limit" in proc.stderr and "reference" in proc.stderr
+
+
+def test_reruns_skip_compare_figures_and_foreign_models_are_refused(tmp_path, model_path):
+    import keras
+
+    rng = np.random.default_rng(15)
+    cv2.imwrite(str(tmp_path / "p.png"), colourful_image(rng))
+    for _ in range(2):  # the second run finds p_color.png and p_color_compare.png
+        proc = transform(str(tmp_path), "--compare", "--overwrite", "--model", model_path)
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["p.png", "p_color.png", "p_color_compare.png"]
+    # A model with an "ab" output that is not one of this project's networks.
+    gray = keras.Input((None, None, 1), name="gray")
+    ab = keras.layers.Conv2D(2, 1, activation="sigmoid", name="ab")(gray)
+    keras.Model(gray, {"ab": ab}, name="someone_else").save(tmp_path / "foreign.keras")
+    (tmp_path / "broken.keras").write_bytes(b"\x00" * 100)
+    for name, words in (("foreign.keras", "not a colorization model of this project"),
+                        ("broken.keras", "not a Keras model file")):
+        proc = transform(str(tmp_path / "p.png"), "--model", str(tmp_path / name),
+                         "--overwrite")
+        assert proc.returncode == 1 and words in proc.stderr and "Traceback" not in proc.stderr

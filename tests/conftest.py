@@ -30,15 +30,38 @@ def write_photos(folder, count, rng, ext=".jpg"):
     return paths
 
 
+def build_scenes(out, count, val_fraction):
+    """An embedded-scenes dataset of `count` scenes of seed 0 (in-process, one worker)."""
+    import input_create
+
+    sources, names, kind = input_create.synthetic_sources(count, seed=0)
+    input_create.build(str(out), sources, names, kind, val_fraction=val_fraction, workers=1,
+                       progress=False)
+    return str(out)
+
+
+def wait_for_state(run, procs, epoch=1, step=2, timeout=600):
+    """Polls run/state/state.json until the run is past (epoch, step) or a process
+    ends; returns the last state read (None if none was)."""
+    import json
+    import time
+
+    path = os.path.join(run, "state", "state.json")
+    deadline, state = time.time() + timeout, None
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                state = json.load(f)
+            if state["epoch"] >= epoch and state["step_in_epoch"] >= step:
+                break
+        time.sleep(0.05)
+    return state
+
+
 @pytest.fixture(scope="session")
 def scenes_dataset(tmp_path_factory):
     """A small embedded-scenes dataset (built in-process, one worker)."""
-    import input_create
-
-    out = str(tmp_path_factory.mktemp("scenes"))
-    sources, names, kind = input_create.synthetic_sources(96, seed=0)
-    input_create.build(out, sources, names, kind, val_fraction=0.2, workers=1, progress=False)
-    return out
+    return build_scenes(tmp_path_factory.mktemp("scenes"), 96, 0.2)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, build_scenes
 
-import input_create
 import model_train
 from colorization import inference, systems
 from config import from_dict
@@ -26,10 +25,7 @@ def read_state(run):
 
 @pytest.fixture(scope="module")
 def old_data(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("old_data"))
-    sources, names, kind = input_create.synthetic_sources(24, seed=0)
-    input_create.build(out, sources, names, kind, val_fraction=0.25, workers=1, progress=False)
-    return out
+    return build_scenes(tmp_path_factory.mktemp("old_data"), 24, 0.25)
 
 
 def test_old_config_maps_to_network_and_output():

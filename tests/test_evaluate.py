@@ -6,7 +6,7 @@ import os
 
 import cv2
 import numpy as np
-from conftest import colourful_image, run_main, run_script
+from conftest import build_scenes, colourful_image, run_main, run_script
 
 import evaluate
 
@@ -88,13 +88,10 @@ def test_the_papers_claim_global_features_decide_the_sky(tmp_path):
     """Iizuka et al.'s central claim on the embedded scenes: the sky's colour (blue by
     day, orange at sunset, at the same luminance) needs the global features, so the
     model beats its own global-features ablation there by a wide margin."""
-    import input_create
     import model_train
     from config import get_config
 
-    data = str(tmp_path / "scenes")
-    sources, names, kind = input_create.synthetic_sources(400, seed=0)
-    input_create.build(data, sources, names, kind, val_fraction=0.15, workers=1, progress=False)
+    data = build_scenes(tmp_path / "scenes", 400, 0.15)
     cfg = get_config("demo", train={"batch_size": 16, "epochs": 1, "steps_per_epoch": 60,
                                     "precision": "float32", "seed": 0, "learning_rate": 5e-3})
     result = model_train.train(cfg, data, str(tmp_path / "run"), progress=False)

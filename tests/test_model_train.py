@@ -4,12 +4,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_main, run_script
+from conftest import ROOT, build_scenes, run_main, run_script, wait_for_state
 
 import build_model
 import model_train
@@ -152,15 +151,7 @@ def test_killed_run_resumes_instead_of_restarting(tmp_path, scenes_dataset):
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "model_train.py"), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_path = os.path.join(run, "state", "state.json")
-    deadline = time.time() + 600
-    state = None
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(state_path):
-            with open(state_path, encoding="utf-8") as f:
-                state = json.load(f)
-            if state["epoch"] >= 1 and state["step_in_epoch"] >= 2:
-                break
-        time.sleep(0.05)
+    state = wait_for_state(run, [proc])
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert state and state["epoch"] >= 1 and not state.get("finished"), state
@@ -232,11 +223,7 @@ def test_damaged_run_files_and_bad_numbers_are_one_line_usage_errors(tmp_path, s
 
 
 def test_a_damaged_shard_stops_training_with_one_line_and_verify_names_it(tmp_path):
-    import input_create
-
-    data = str(tmp_path / "data")
-    sources, names, kind = input_create.synthetic_sources(24, seed=0)
-    input_create.build(data, sources, names, kind, val_fraction=0.25, workers=1, progress=False)
+    data = build_scenes(tmp_path / "data", 24, 0.25)
     assert run_main(read_input.main, [data, "--verify"]).returncode == 0
     shard = next(n for n in sorted(os.listdir(data)) if n.startswith("train-"))
     raw = bytearray((tmp_path / "data" / shard).read_bytes())

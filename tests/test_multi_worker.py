@@ -8,11 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_main
+from conftest import ROOT, run_main, wait_for_state
 
 import model_train
 
@@ -93,15 +92,8 @@ def test_two_workers_killed_resume_instead_of_restarting(tmp_path, scenes_datase
     args = [*COMMON, "--data", scenes_dataset, "--run-dir", run, "--epochs", "3",
             "--steps-per-epoch", "8", "--save-every", "2"]
     procs = start_workers(args)
+    state = wait_for_state(run, procs, timeout=400)
     state_path = os.path.join(run, "state", "state.json")
-    deadline, state = time.time() + 400, None
-    while time.time() < deadline and all(p.poll() is None for p in procs):
-        if os.path.exists(state_path):
-            with open(state_path, encoding="utf-8") as f:
-                state = json.load(f)
-            if state["epoch"] >= 1 and state["step_in_epoch"] >= 2:
-                break
-        time.sleep(0.05)
     for p in procs:
         p.send_signal(signal.SIGKILL)
     finish(procs)

@@ -47,8 +47,9 @@ def test_it_beats_gray_on_the_held_out_real_photos(heldout_folder, tmp_path):
     model = results["models/real-photos.keras"]
     gray = results["gray (ab = 0)"]
     truth_colourfulness = model["colourfulness"] - model["delta_colourfulness"]
-    # Measured on these 7 photos with the shipped model: see its card
-    # (resources/models/real-photos.md).
+    # Measured on these 7 photos with the shipped model (its card has the 10-photo
+    # benchmark): AuC 85.5% against gray's 83.1%, ab RMSE 24.7 against 30.2,
+    # colourfulness 39.2 against the photos' own 57.6 (68%).
     assert model["auc"] > gray["auc"] + 1.0, (model, gray)
     assert model["ab_rmse"] < gray["ab_rmse"] - 2.0, (model, gray)
     assert model["colourfulness"] > 0.4 * truth_colourfulness, (model, truth_colourfulness)

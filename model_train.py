@@ -367,18 +367,13 @@ def weights_digest(model):
     the chief's are the ones saved.)"""
     import hashlib
 
+    import keras
     import numpy as np
 
     digest = hashlib.sha1()
     for v in model.trainable_weights:
-        digest.update(np.ascontiguousarray(keras_numpy(v)).tobytes())
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(v)).tobytes())
     return digest.hexdigest()[:16]
-
-
-def keras_numpy(variable):
-    import keras
-
-    return keras.ops.convert_to_numpy(variable)
 
 
 def finish(run, seconds):
@@ -453,13 +448,8 @@ def export_model(run_dir, path, which="model.keras"):
     import build_model
     from colorization.atomic_io import replace_atomic
     from colorization.inference import load_model
-    from config import from_dict
 
-    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-        saved = json.load(f)
-    saved["data"].pop("path", None)
-    saved.pop("class_names", None)
-    cfg = from_dict(saved)
+    cfg = load_run_config(run_dir)
     trained = load_model(os.path.join(run_dir, which))
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
@@ -559,12 +549,24 @@ def _requested(args):
     return {"train": train, "model": model}
 
 
+def load_run_config(run_dir):
+    """The Config a run directory's config.json saved (data path and class names,
+    kept there for people and model_transform.py, left out)."""
+    from config import from_dict
+
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    saved["data"].pop("path", None)
+    saved.pop("class_names", None)
+    return from_dict(saved)
+
+
 def resolve_config(args):
     """(config, run dir). A new run: the preset with the flags applied. A resumed
     run: its own saved config; --epochs extends or shortens it, and any other
     flag that would change it is refused (ConfigError naming it) rather than
     ignored."""
-    from config import from_dict, get_config, to_dict
+    from config import get_config, to_dict
 
     preset = args.preset or "paper"
     run_dir = args.run_dir or os.path.join("runs", preset)
@@ -573,11 +575,7 @@ def resolve_config(args):
     if not os.path.exists(saved) or args.benchmark:
         return get_config(preset, **requested), run_dir
     try:
-        with open(saved, encoding="utf-8") as f:
-            d = json.load(f)
-        d["data"].pop("path", None)
-        d.pop("class_names", None)  # read from the dataset, kept for model_transform.py
-        cfg = from_dict(d)
+        cfg = load_run_config(run_dir)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"{saved} is not a readable run configuration ({e}); use another "
                           "--run-dir") from None

@@ -69,6 +69,10 @@ class TrainConfig:
     # Caffe, Zhang et al.'s framework, adds it to the gradient as an L2 term.
     weight_decay: float = 0.0
     class_loss_weight: float = 1.0 / 300.0  # alpha; 0 when the data has no labels
+    # A .keras model of the same network and output whose weights start a new run
+    # (fine-tuning, for example the shipped real-photo model); "" starts from the
+    # network's own initialization.
+    init_from: str = ""
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     seed: int = 0
 

@@ -80,7 +80,7 @@ def make_optimizer(cfg, steps_per_epoch=None):
         return keras.optimizers.Adadelta(learning_rate=cfg.train.learning_rate, rho=0.95,
                                          epsilon=1e-6)
     if cfg.train.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=cfg.train.learning_rate,
+        return keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch),
                                      beta_2=cfg.train.beta_2,
                                      weight_decay=cfg.train.weight_decay or None)
     raise ValueError(f"unknown optimizer {cfg.train.optimizer!r} (adadelta, adam or sgd)")
@@ -222,9 +222,28 @@ def make_model(run, strategy):
         model = compile_model(build_model.build_model(run.cfg), run.cfg, run.with_labels,
                               run.summary, run.steps)
         state = TrainingState(run.run_dir).restore(model)
-        if not state:
+        if not state and run.cfg.train.init_from:
+            load_initial_weights(model, run.cfg.train.init_from)
+        elif not state:
             run.network.initialize(model, run.cfg)
     return model, state
+
+
+def load_initial_weights(model, path):
+    """Copies the weights of the model saved at path into model (a fresh run that
+    fine-tunes it); ConfigError when it is another network, width or output."""
+    from colorization.inference import ModelError, load_model
+
+    try:
+        source = load_model(path)
+    except ModelError as e:
+        raise ConfigError(f"--init-from {path}: {e}") from None
+    ours = [tuple(w.shape) for w in model.weights]
+    theirs = [tuple(w.shape) for w in source.weights]
+    if ours != theirs:
+        raise ConfigError(f"--init-from {path} is another network, width or output than this "
+                          f"run's ({len(theirs)} weights against {len(ours)}, or other shapes)")
+    model.set_weights(source.get_weights())
 
 
 def callbacks_for(run, samples, step0, best, progress, save_every_steps):
@@ -506,6 +525,12 @@ def parse_args(argv):
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the train split")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--optimizer", choices=["adadelta", "adam", "sgd"])
+    p.add_argument("--lr-decay-epochs", type=float,
+                   help="halve (lr_decay_factor) the learning rate every N epochs")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (Adam, SGD)")
+    p.add_argument("--init-from", metavar="MODEL.keras",
+                   help="start a new run from this model's weights (same network, width "
+                        "and output), for example resources/models/real-photos.keras")
     p.add_argument("--vgg-weights", metavar="FILE|imagenet|none",
                    help="VGG-16 weights of the larsson / varga presets: imagenet (download), "
                         "a local file of the convolutional weights, or none (random)")
@@ -525,6 +550,11 @@ def parse_args(argv):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.learning_rate is not None and not args.learning_rate > 0:
         p.error("--learning-rate must be > 0")
+    for name in ("lr_decay_epochs", "weight_decay"):
+        if getattr(args, name) is not None and not getattr(args, name) >= 0:
+            p.error(f"--{name.replace('_', '-')} must be 0 or more")
+    if args.init_from is not None and not os.path.isfile(args.init_from):
+        p.error(f"--init-from {args.init_from}: no such file")
     if args.logical_cpus < 0:
         p.error("--logical-cpus must be 0 or more")
     return args
@@ -541,7 +571,10 @@ def _requested(args):
     train = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
                                "steps_per_epoch": args.steps_per_epoch,
                                "learning_rate": args.learning_rate, "optimizer": args.optimizer,
-                               "precision": args.precision, "seed": args.seed}.items()
+                               "precision": args.precision, "seed": args.seed,
+                               "lr_decay_epochs": args.lr_decay_epochs,
+                               "weight_decay": args.weight_decay,
+                               "init_from": args.init_from}.items()
              if v is not None}
     model = model_overrides(args)
     if args.vgg_weights is not None:
@@ -643,7 +676,7 @@ def main(argv=None):
     except TrainingError as e:
         print(f"model_train.py: {e}", file=sys.stderr)
         return 1
-    except (RunInUse, StateError) as e:
+    except (RunInUse, StateError, ConfigError) as e:
         print(f"model_train.py: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -3,6 +3,11 @@ warm-up, measured in one run, and written to a JSON file with the device it ran 
 
     python bench.py --train --infer --input --out bench.json
     python bench.py --transform --out bench.json   # model_transform.py per image size
+    python bench.py --batch-norm --train --out bench.json   # fused against Keras's
+
+--batch-norm times one batch-norm layer (forward and backward) with the fused
+kernel against Keras's own layer, and with --train also the whole training step
+built each way (the figure before and after the fused layer).
 
 --train and --infer are also given as a fraction of the device's own dense
 matrix-multiply peak, measured in the same run in float32 and bfloat16 (model
@@ -35,10 +40,11 @@ def device_info():
     """The host, the Keras backend and the GPUs it computes on (none: the CPU)."""
     import keras
 
-    from colorization.devices import gpus
+    from colorization.devices import cpu_features, gpus
 
     return {"machine": platform.machine(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "cpu_features": cpu_features(),
+            "python": platform.python_version(),
             "keras": keras.__version__, "backend": keras.backend.backend(),
             "gpus": [{"name": name, "compute_capability": f"{cc[0]}.{cc[1]}"}
                      for name, cc in gpus()]}
@@ -200,26 +206,79 @@ def compute_dtype(policy):
         "float16" if policy == "mixed_float16" else "float32")
 
 
-def bench_train(preset, policies, batch_size, peaks, steps=8):
+def bench_train(preset, policies, batch_size, peaks, steps=8, batch_norms=("fused",)):
     import model_train
+    from colorization import layers
     from config import get_config
 
     fwd = forward_gflops(preset)
     rows = []
     for policy in policies:
-        ips, times = model_train.benchmark_training(get_config(preset), policy, batch_size,
-                                                    steps=steps)
-        peak = peaks.get(compute_dtype(policy))
-        train_gflops = 3 * fwd * ips
-        row = {"policy": policy, "batch_size": batch_size, "images_per_s": ips,
-               **_median_spread(times), "model_gflops_per_s": train_gflops,
-               "peak_dtype": compute_dtype(policy), "mfu": train_gflops / peak if peak else None}
-        rows.append(row)
-        print(f"train {preset} {policy:15s} batch {batch_size}: {ips:.2f} images/s, "
-              f"{train_gflops:.0f} model GFLOP/s"
-              + (f" = {row['mfu']:.0%} of the {row['peak_dtype']} matmul peak" if peak else ""),
-              flush=True)
+        for kind in batch_norms:
+            layers.FUSED_BATCH_NORM = kind == "fused"
+            try:
+                ips, times = model_train.benchmark_training(get_config(preset), policy,
+                                                            batch_size, steps=steps)
+            finally:
+                layers.FUSED_BATCH_NORM = True
+            peak = peaks.get(compute_dtype(policy))
+            train_gflops = 3 * fwd * ips
+            row = {"policy": policy, "batch_norm": kind, "batch_size": batch_size,
+                   "images_per_s": ips, **_median_spread(times),
+                   "model_gflops_per_s": train_gflops, "peak_dtype": compute_dtype(policy),
+                   "mfu": train_gflops / peak if peak else None}
+            rows.append(row)
+            print(f"train {preset} {policy:15s} batch {batch_size}, {kind} batch norm: "
+                  f"{ips:.2f} images/s, {train_gflops:.0f} model GFLOP/s"
+                  + (f" = {row['mfu']:.0%} of the {row['peak_dtype']} matmul peak" if peak
+                     else ""), flush=True)
     return {"forward_gflops_per_image": fwd, "train_flops_factor": 3, "rows": rows}
+
+
+def bench_batch_norm(policies, shape=(32, 112, 112, 128), repeats=10):
+    """One batch-norm layer in training, forward and backward (gradients for the
+    input, gamma and beta, the moving statistics updated), fused against Keras's."""
+    import keras
+    from keras import ops
+
+    from colorization.layers import BatchNormalization as FusedBN
+
+    if keras.backend.backend() != "tensorflow":
+        return {"skipped": "the fused kernel is TensorFlow's; this backend uses Keras's layer"}
+    import tensorflow as tf
+
+    rows = []
+    for policy in policies:
+        dtype = compute_dtype(policy)
+        x = tf.cast(keras.random.normal(shape, seed=3), dtype)
+        for name, cls in (("keras", keras.layers.BatchNormalization),
+                          ("fused", FusedBN)):
+            layer = cls(momentum=0.9, dtype=keras.DTypePolicy(policy))
+            layer.build(shape)
+
+            @tf.function
+            def step(x, layer=layer):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = layer(x, training=True)
+                    loss = ops.sum(ops.cast(y, "float32"))
+                grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+                return ops.sum(ops.cast(grads[0][0, 0, 0], "float32")) + ops.sum(grads[1])
+
+            for _ in range(3):
+                float(step(x))
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                float(step(x))
+                times.append(time.perf_counter() - start)
+            rows.append({"policy": policy, "batch_norm": name, "shape": list(shape),
+                         **_median_spread(times)})
+        keras_s, fused_s = rows[-2]["median_s"], rows[-1]["median_s"]
+        print(f"batch norm {'x'.join(map(str, shape))} {policy:15s} forward+backward: "
+              f"Keras {keras_s * 1e3:.0f} ms, fused {fused_s * 1e3:.0f} ms "
+              f"({keras_s / fused_s:.1f}x)", flush=True)
+    return {"rows": rows}
 
 
 def bench_infer(preset, policy, peaks, batch_size=16, full_size=1024, repeats=5):
@@ -417,6 +476,9 @@ def main(argv=None):
     p.add_argument("--infer", action="store_true",
                    help="inference images/s at 224x224 and seconds per megapixel at full size")
     p.add_argument("--input", action="store_true", help="input pipeline examples/s")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="one batch-norm layer fused against Keras's (with --train, also the "
+                        "training step built each way)")
     p.add_argument("--build", action="store_true",
                    help="dataset builder photos/s on 0.2 MP JPEGs, beside decode-only")
     p.add_argument("--transform", action="store_true",
@@ -436,10 +498,15 @@ def main(argv=None):
         model, image, max_side, repeats = args.transform_child
         transform_child(model, image, int(max_side), int(repeats))
         return 0
-    if not (args.train or args.infer or args.input or args.transform or args.build):
+    if not (args.train or args.infer or args.input or args.transform or args.build
+            or args.batch_norm):
         p.error("choose at least one benchmark: --train, --infer, --input, --build, "
-                "--transform")
+                "--transform, --batch-norm")
     report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(f"CPU features: {', '.join(report['device']['cpu_features']) or 'none listed'}",
+          flush=True)
+    if args.batch_norm:
+        report["batch_norm"] = bench_batch_norm(args.policies.split(","))
     if args.train or args.infer:
         from colorization.devices import choose_precision
 
@@ -456,7 +523,8 @@ def main(argv=None):
                   f"(best of {r['repeats']}; median {r['gflops_median']:.0f})", flush=True)
     if args.train:
         report["train"] = bench_train(args.preset, args.policies.split(","), args.batch_size,
-                                      peaks)
+                                      peaks, batch_norms=("keras", "fused") if args.batch_norm
+                                      else ("fused",))
     if args.infer:
         report["infer"] = bench_infer(args.preset, auto, peaks)
     if args.input:

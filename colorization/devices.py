@@ -14,13 +14,22 @@ def configure_logical_cpus(n):
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
 
 
-def cpu_supports_bf16():
+# The CPU features that decide the matmul peak (bench.py names them beside every figure).
+CPU_FEATURES = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
+
+
+def cpu_features():
+    """The features of CPU_FEATURES that /proc/cpuinfo lists (empty where it is absent)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
+            flags = set(f.read().split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return []
+    return [name for name in CPU_FEATURES if name in flags]
+
+
+def cpu_supports_bf16():
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()))
 
 
 def gpus():

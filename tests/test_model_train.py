@@ -197,6 +197,27 @@ def test_step_decay_schedule_halves_the_rate_every_n_epochs():
     optimizer = model_train.make_optimizer(cfg, steps_per_epoch=10)
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert model_train.learning_rate(get_config("demo"), steps_per_epoch=10) == 2e-3
+    adam = model_train.make_optimizer(get_config("demo", train={"lr_decay_epochs": 1}), 10)
+    assert float(adam.learning_rate) == pytest.approx(2e-3)
+    adam.iterations.assign(10)
+    assert float(adam.learning_rate) == pytest.approx(1e-3)  # Adam follows the schedule
+
+
+def test_init_from_copies_a_models_weights_and_refuses_another_network(tmp_path, short_run,
+                                                                         scenes_dataset):
+    _, result, _ = short_run
+    trained = keras.saving.load_model(result["model"], compile=False)
+    run = str(tmp_path / "ft")
+    cfg = tiny_cfg(steps_per_epoch=1, learning_rate=1e-9, init_from=result["model"])
+    done = model_train.train(cfg, scenes_dataset, run, progress=False)
+    tuned = keras.saving.load_model(done["model"], compile=False)
+    # One step at a negligible rate: the fine-tuned run starts from the trained weights.
+    ref = trained.get_layer("fusion").get_weights()[0]
+    np.testing.assert_allclose(tuned.get_layer("fusion").get_weights()[0], ref, atol=1e-6)
+    other = run_cli("--preset", "demo", "--width", "0.25", "--data", scenes_dataset,
+                    "--run-dir", str(tmp_path / "other"), "--init-from", result["model"])
+    assert other.returncode == 2 and "another network, width or output" in other.stderr
+    assert other.stderr.strip().splitlines()[-1].startswith("model_train.py: error:")
 
 
 def test_damaged_run_files_and_bad_numbers_are_one_line_usage_errors(tmp_path, scenes_dataset):

@@ -172,6 +172,7 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
     model = load_model(path)
     name = name or display_names([path])[0]
     size = eval_set.lab8.shape[1]
+    network, space = systems.of_model(model)
 
     def gray(lab8):
         return lab8[..., :1].astype(np.float32) * LAB8_TO_MODEL  # as read_input feeds it
@@ -180,11 +181,10 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
         out = []
         for i in range(0, len(lab8), batch):
             x = gray(lab8[i:i + batch])
-            out.append(decoded_ab01(model(x, training=False), temperature, gray=x))
+            out.append(decoded_ab01(model(x, training=False), temperature, gray=x, output=space))
         return upsample_ab(np.concatenate(out), size)
 
     predictors = {name: predict}
-    network, _ = systems.of_model(model)
     if ablate and not network.has_global_features:
         print(f"evaluate.py: {name} has no global features ({network.title}'s "
               "network); nothing to ablate", file=sys.stderr)
@@ -206,7 +206,8 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
             for i in range(0, len(lab8), batch):
                 x = gray(lab8[i:i + batch])
                 g = np.repeat(mean_features, len(x), 0)
-                out.append(decoded_ab01(decoder([x, g], training=False), temperature))
+                out.append(decoded_ab01(decoder([x, g], training=False), temperature,
+                                        output=space))
             return upsample_ab(np.concatenate(out), size)
 
         predictors[f"{name} (global features ablated)"] = ablated

@@ -214,20 +214,55 @@ class RebalancedSoftCrossEntropy(keras.losses.Loss):
 # ---------------------------------------------------------------- the output space
 
 
+@keras.saving.register_keras_serializable(package="colorization")
+class BinLogits(keras.layers.Conv2D):
+    """The ab_bins output convolution of a model that brings its own bin centres
+    (a converted published model: Zhang et al.'s 313 bins, in the order of its
+    outputs). The centres are saved in the layer's config, so decoding uses the
+    model's own bins, not resources/ab_gamut_bins.txt."""
+
+    def __init__(self, bin_centres, temperature=None, **kwargs):
+        self.bin_centres = np.asarray(bin_centres, np.float32).reshape(-1, 2)
+        self.temperature = None if temperature is None else float(temperature)
+        kwargs.setdefault("filters", len(self.bin_centres))
+        kwargs.setdefault("kernel_size", 1)
+        super().__init__(**kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "bin_centres": self.bin_centres.tolist(),
+                "temperature": self.temperature}
+
+
 class AbBins(OutputSpace):
     """Zhang et al.'s output: logits over the in-gamut ab bins, trained with the
-    rebalanced soft-encoded cross-entropy, decoded by annealed mean."""
+    rebalanced soft-encoded cross-entropy, decoded by annealed mean. `centres`:
+    a model's own bins (BinLogits); None is the project's gamut bins."""
 
     name = "ab_bins"
     activation = None
 
+    def __init__(self, centres=None, temperature=None):
+        self._centres = None if centres is None else np.asarray(centres, np.float32)
+        self.temperature = TEMPERATURE if temperature is None else float(temperature)
+
+    def centres(self):
+        return gamut_bins() if self._centres is None else self._centres
+
+    def bound(self, model):
+        try:
+            layer = model.get_layer(self.name)
+        except ValueError:
+            return self
+        own = getattr(layer, "bin_centres", None)
+        return self if own is None else AbBins(own, getattr(layer, "temperature", None))
+
     def channels(self):
-        return len(gamut_bins())
+        return len(self.centres())
 
     def loss(self, summary=None):
         """Rebalanced by the training set's colour prior (dataset.json); unweighted
         without one."""
-        centres = gamut_bins()
+        centres = self.centres()
         weights = (None if summary is None
                    else weights_from_histogram(*colour_prior(summary), centres))
         return RebalancedSoftCrossEntropy(centres, weights)
@@ -236,11 +271,14 @@ class AbBins(OutputSpace):
         del gray
         from colorization.colorspace import ab_to_model
 
-        t = TEMPERATURE if temperature is None else temperature
-        return ab_to_model(ops.convert_to_numpy(annealed_mean(value, gamut_bins(), t)))
+        t = self.temperature if temperature is None else temperature
+        return ab_to_model(ops.convert_to_numpy(annealed_mean(value, self.centres(), t)))
 
     def check(self, model):
         q = int(model.output[self.name].shape[-1])
+        if self._centres is not None:
+            return None if q == len(self._centres) else (
+                f"the model predicts {q} ab bins but carries {len(self._centres)} bin centres")
         if q != len(gamut_bins()):
             return (f"the model predicts {q} ab bins but resources/ab_gamut_bins.txt has "
                     f"{len(gamut_bins())}")

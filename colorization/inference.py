@@ -121,7 +121,7 @@ class Colorizer:
         from build_model import any_size_model
         from colorization import systems
 
-        network, _ = systems.of_model(model)
+        network, self.output = systems.of_model(model)
         if with_reference and not network.has_global_features:
             raise ModelError(f"this model ({network.title}'s network) has no global features, "
                              "so it cannot take them from a reference image")
@@ -150,7 +150,7 @@ class Colorizer:
             out = self.net.predict_on_batch({"gray": x, "global_gray": ref})
         else:
             out = self.net.predict_on_batch(x)
-        ab = decoded_ab01(out, self.temperature, gray=x)
+        ab = decoded_ab01(out, self.temperature, gray=x, output=self.output)
         probs = ops.convert_to_numpy(out["scene"]) if "scene" in out else None
         return ab, probs
 

@@ -106,6 +106,22 @@ class CropToHalfOf(CropToFractionOf):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class ScaleShift(keras.layers.Layer):
+    """x * scale + offset: the input convention of a converted published model
+    (Zhang et al.'s Caffe network reads L - 50 where this project feeds L / 100)."""
+
+    def __init__(self, scale=1.0, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = float(scale), float(offset)
+
+    def call(self, x):
+        return ops.cast(x, self.compute_dtype) * self.scale + self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class VGGGrayInput(keras.layers.Layer):
     """L / 100 (B, H, W, 1) -> the gray image as VGG-16 reads it: 0-255 in three
     (B, G, R) channels, each with its ImageNet mean subtracted."""
@@ -272,9 +288,9 @@ class LayerFactory:
             self.cache[name] = factory()
         return self.cache[name]
 
-    def batch_norm(self, name):
+    def batch_norm(self, name, epsilon=1e-3):
         kind = BatchNormalization if FUSED_BATCH_NORM else keras.layers.BatchNormalization
-        return self.get(name, lambda: kind(momentum=BN_MOMENTUM, name=name))
+        return self.get(name, lambda: kind(momentum=BN_MOMENTUM, epsilon=epsilon, name=name))
 
     def conv_bn_relu(self, x, name, filters, stride=1):
         conv = self.get(name, lambda: keras.layers.Conv2D(

@@ -41,6 +41,12 @@ class OutputSpace:
         """A one-line reason (str) why a loaded model's output cannot be decoded, or None."""
         del model
 
+    def bound(self, model):
+        """This space as `model` uses it (a model may carry its own constants, such
+        as a converted model's ab bins); the space itself where it carries none."""
+        del model
+        return self
+
     def describe(self, model):  # noqa: ARG002 (a space may read the model's size)
         return self.title
 

@@ -56,7 +56,7 @@ def of_model(model):
                            f"known: {known})")
     if output is None:
         raise UnknownModel(f"not a colorization model (no colour output: {', '.join(OUTPUTS)})")
-    return network, output
+    return network, output.bound(model)
 
 
 def output_of(outputs):
@@ -67,11 +67,13 @@ def output_of(outputs):
     raise KeyError(f"no colour output among {sorted(outputs)}")
 
 
-def decoded_ab01(outputs, temperature=None, gray=None):
+def decoded_ab01(outputs, temperature=None, gray=None, output=None):
     """A model's outputs (a dict) -> NumPy ab01 ((ab + 128) / 255) at the output's
     resolution: the one decoding used by inference, evaluation and training samples.
 
     temperature: the annealed mean's T of a classification output (None: its own);
-    gray: the network's input L / 100 (n, H, W, 1), which some spaces need."""
-    output = output_of(outputs)
+    gray: the network's input L / 100 (n, H, W, 1), which some spaces need;
+    output: the space as the model uses it (of_model), where it carries constants
+    of its own (a converted model's bins); None: found from the outputs' names."""
+    output = output or output_of(outputs)
     return output.decode(outputs[output.name], temperature, gray)

@@ -1,0 +1,116 @@
+"""Converts the authors' published colorization models into this project's .keras
+networks, recognising each file by its content.
+
+    python convert_model.py colorization_deploy_v2.prototxt \\
+        colorization_release_v2.caffemodel pts_in_hull.npy --out zhang-caffe.keras
+    python model_transform.py photo.jpg --model zhang-caffe.keras
+
+Supported: Zhang et al. 2016's Caffe release (the caffemodel, with or without
+rebalancing; the prototxt is optional and checked when given; pts_in_hull.npy
+gives the 313 bins). Iizuka et al.'s Torch 7 files and Zhang et al.'s PyTorch
+checkpoint are recognised and refused with a line saying so (not yet converted).
+A file that is none of these, damaged or truncated gives one line and exit 2, and
+nothing is written.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+NUMPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def kind_of(path, head):
+    """What a source file is, from its first bytes: caffemodel, prototxt, npy,
+    torch7, pytorch or unknown."""
+    if head.startswith(NUMPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "pytorch"
+    # Torch 7's binary serialization starts with an int32 type tag: 3 a table, 4 a
+    # torch object (colorize.lua's file is a table of model and mean).
+    if len(head) >= 8 and head[:4] in (b"\x03\x00\x00\x00", b"\x04\x00\x00\x00") and (
+            path.endswith(".t7") or head[4:8] in (b"\x01\x00\x00\x00", b"\x02\x00\x00\x00")):
+        return "torch7"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and ("layer" in text or "name:" in text) and "{" in text:
+        return "prototxt"
+    if head[:1] in (b"\x0a", b"\xa2"):  # field 1 (name) or 100 (layer) of a NetParameter
+        return "caffemodel"
+    return "unknown"
+
+
+def convert(sources, out):
+    """Converts; returns the summary line. ValueError (CaffeError) with the reason."""
+    from colorization import caffe_format
+    from colorization.published import read_pts, zhang_caffe_model
+
+    found = {}
+    for path in sources:
+        with open(path, "rb") as f:
+            data = f.read()
+        kind = kind_of(path, data[:64])
+        if kind in ("torch7", "pytorch"):
+            raise ValueError(f"{path}: a {'Torch 7' if kind == 'torch7' else 'PyTorch'} file; "
+                             "only Zhang et al.'s Caffe release is converted so far")
+        if kind == "unknown":
+            raise ValueError(f"{path}: not a caffemodel, prototxt, .npy, Torch 7 or PyTorch "
+                             "file")
+        if kind in found:
+            raise ValueError(f"two {kind} files given ({found[kind][0]} and {path})")
+        found[kind] = (path, data)
+    if "caffemodel" not in found:
+        raise ValueError("no .caffemodel among the sources (the weights of Zhang et al.'s "
+                         "release)")
+
+    def parsed(kind, parse):
+        path, data = found[kind]
+        try:
+            return parse(data)
+        except caffe_format.CaffeError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    net = parsed("caffemodel", caffe_format.read_caffemodel)
+    deploy = (parsed("prototxt", lambda d: caffe_format.read_prototxt(
+        d.decode("utf-8", "replace"))) if "prototxt" in found else None)
+    pts = parsed("npy", read_pts) if "npy" in found else None
+    try:
+        model, info = zhang_caffe_model(net, deploy, pts)
+    except caffe_format.CaffeError as e:
+        raise ValueError(f"{found['caffemodel'][0]}: {e}") from None
+    from colorization.atomic_io import replace_atomic
+
+    replace_atomic(out, model.save, suffix=".keras")
+    return (f"wrote {out}: Zhang et al. 2016 (Caffe release), width {info['width']:g}, "
+            f"{info['bins']} ab bins, annealed mean at T = {info['temperature']:.4f}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="the release's files (caffemodel, prototxt, pts_in_hull.npy)")
+    p.add_argument("--out", required=True, metavar="NAME.keras")
+    args = p.parse_args(argv)
+    if not args.out.endswith(".keras"):
+        p.error("--out must end in .keras")
+    for path in args.sources:
+        if not os.path.isfile(path):
+            print(f"convert_model.py: error: {path}: no such file", file=sys.stderr)
+            return 2
+    try:
+        print(convert(args.sources, args.out))
+    except ValueError as e:
+        print(f"convert_model.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

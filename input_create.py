@@ -155,7 +155,10 @@ def synthetic_sources(count, seed):
 
 
 def _hash(relpath):
-    return int.from_bytes(hashlib.sha1(relpath.encode("utf-8")).digest()[:8], "little")
+    # surrogateescape: a file named in another encoding (Latin-1 bytes) is a str
+    # with lone surrogates here; its bytes hash as they are.
+    return int.from_bytes(hashlib.sha1(relpath.encode("utf-8", "surrogateescape")).digest()[:8],
+                          "little")
 
 
 def split_of(relpath, val_fraction):
@@ -215,7 +218,7 @@ def _serialize(tf, enc):
         "image/height": i(enc.size[0]),
         "image/width": i(enc.size[1]),
         "image/class/label": i(enc.label),
-        "image/source": b(enc.relpath.encode("utf-8")),
+        "image/source": b(enc.relpath.encode("utf-8", "surrogateescape")),
     })).SerializeToString(deterministic=True)  # map order fixed: reruns are byte-identical
 
 

@@ -164,7 +164,8 @@ def random_crop(rgb, source, stored_size):
     short = min(h, w)
     if source.crop == 0:
         return rgb
-    key = int.from_bytes(hashlib.sha1(source.group.encode("utf-8")).digest()[:4], "little")
+    key = int.from_bytes(hashlib.sha1(source.group.encode("utf-8", "surrogateescape")).digest()[:4],
+                         "little")
     rng = np.random.default_rng([source.crop_seed, key, source.crop])
     low = min(short, max(stored_size, round(source.crop_min_scale * short)))
     side = int(rng.integers(low, short + 1))

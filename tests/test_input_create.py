@@ -28,7 +28,8 @@ def records(path):
         f = ex.features.feature
         out.append({"lab8": decode_lab8(f["image/encoded"].bytes_list.value[0]),
                     "label": f["image/class/label"].int64_list.value[0],
-                    "source": f["image/source"].bytes_list.value[0].decode()})
+                    "source": f["image/source"].bytes_list.value[0].decode("utf-8",
+                                                                           "surrogateescape")})
     return out
 
 
@@ -90,6 +91,21 @@ def test_flat_folder_has_no_labels(tmp_path):
     meta = json.loads((tmp_path / "d" / "dataset.json").read_text())
     assert meta["num_classes"] == 0 and meta["class_names"] == []
     assert [r["label"] for r in all_records(str(tmp_path / "d"))] == [-1] * 4
+
+
+def test_a_source_named_in_latin1_bytes_is_built_with_the_rest(tmp_path):
+    """A file name that is not UTF-8 (Latin-1 bytes) once aborted the whole build
+    with a UnicodeEncodeError; it is built like any other, its name kept as bytes."""
+    src = tmp_path / "src"
+    write_photos(src, 3, np.random.default_rng(5))
+    _, jpg = cv2.imencode(".jpg", colourful_image(np.random.default_rng(6)))
+    with open(os.path.join(os.fsencode(src), b"caf\xe9.jpg"), "wb") as f:
+        f.write(jpg.tobytes())
+    code = input_create.main(["--images", str(src), "--out", str(tmp_path / "d"),
+                              "--workers", "1"])
+    assert code == 0
+    sources = sorted(r["source"] for r in all_records(str(tmp_path / "d")))
+    assert len(sources) == 4 and os.fsdecode(b"caf\xe9.jpg") in sources
 
 
 def _bad_and_odd_sources(folder, rng):

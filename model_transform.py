@@ -81,16 +81,26 @@ def walk_images(folder, recursive):
                              if os.path.realpath(os.path.join(dirpath, d)) not in seen_dirs)
         if not recursive:
             dirnames[:] = []
+        stems = {os.path.splitext(n)[0] for n in filenames if is_image_name(n)}
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
-            stem = os.path.splitext(name)[0]
-            if not is_image_name(name) or stem.endswith((OUTPUT_SUFFIX, COMPARE_SUFFIX)):
+            if not is_image_name(name) or _our_output(name, filenames, stems):
                 continue
             if not _regular_file(path) or os.path.realpath(path) in seen_files:
                 continue
             seen_files.add(os.path.realpath(path))
             found.append(path)
     return found
+
+
+def _our_output(name, names, stems):
+    """Whether `name` is what a run wrote beside its input: X_color.EXT beside X.EXT,
+    or X_color_compare.png beside an image X.*. A user's own water_color.png with
+    no water.png beside it is a photo like any other."""
+    stem, ext = os.path.splitext(name)
+    if stem.endswith(COMPARE_SUFFIX):
+        return stem[: -len(COMPARE_SUFFIX)] in stems
+    return stem.endswith(OUTPUT_SUFFIX) and stem[: -len(OUTPUT_SUFFIX)] + ext in names
 
 
 def _regular_file(path):

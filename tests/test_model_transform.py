@@ -189,6 +189,11 @@ def test_outputs_skip_existing_never_overwrite_inputs_and_mirror_folders(tmp_pat
     transform(str(tmp_path / "in"), "--model", model_path)
     again = transform(str(tmp_path / "in"), "--model", model_path)
     assert "colorized 0" in again.stderr and "1 skipped" in again.stderr
+    # A user's own photo named like an output, with no input beside it, is a photo.
+    cv2.imwrite(str(tmp_path / "in" / "water_color.jpg"), colourful_image(rng))
+    theirs = transform(str(tmp_path / "in"), "--model", model_path)
+    assert theirs.returncode == 0 and "colorized 1" in theirs.stderr, theirs.stderr
+    assert (tmp_path / "in" / "water_color_color.jpg").exists()
     # --out naming the input itself is refused, and the input is untouched.
     original = (tmp_path / "in" / "a.jpg").read_bytes()
     proc = transform(str(tmp_path / "in" / "a.jpg"), "--out", str(tmp_path / "in" / "a.jpg"),

@@ -92,15 +92,17 @@ def test_the_papers_claim_global_features_decide_the_sky(tmp_path):
     from config import get_config
 
     data = build_scenes(tmp_path / "scenes", 400, 0.15)
+    # 3e-3: at 5e-3 the run sat on the edge, and one float rounding of another
+    # batch-norm kernel left seed 0 in a loss spike at step 60 (val loss 6x).
     cfg = get_config("demo", train={"batch_size": 16, "epochs": 1, "steps_per_epoch": 60,
-                                    "precision": "float32", "seed": 0, "learning_rate": 5e-3})
+                                    "precision": "float32", "seed": 0, "learning_rate": 3e-3})
     result = model_train.train(cfg, data, str(tmp_path / "run"), progress=False)
     results, _ = evaluate.evaluate(data, [result["model"]], str(tmp_path / "report"),
                                    ablate_global=True)
     model = results["run/model.keras"]
     ablated = results["run/model.keras (global features ablated)"]
-    # Measured (60 steps of batch 16, 60 val scenes): sky ab RMSE 15.5 against 30.1
-    # ablated, sky AuC 91.1% against 81.6%.
+    # Measured (60 steps of batch 16, 60 val scenes): sky ab RMSE 15.5 against 27.6
+    # ablated, sky AuC 90.8% against 82.5% (Keras's batch norm: 18.2 / 31.5, 89.2 / 80.7).
     assert model["sky_ab_rmse"] < ablated["sky_ab_rmse"] - 7.0, (model, ablated)
     assert model["sky_auc"] > ablated["sky_auc"] + 5.0, (model, ablated)
 

@@ -54,6 +54,29 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _status_mb(field):
+    """VmRSS or VmHWM (peak) of this process from /proc, in MB; None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss():
+    """Restarts the kernel's peak-RSS count (Linux: clear_refs 5), so a peak measured
+    afterwards is the work's own, not the model load's; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def photo_like(megapixels, seed=0):
     """A smooth random colour picture of about `megapixels`, 4:3, uint8 BGR."""
     import cv2
@@ -77,16 +100,23 @@ def transform_child(model_path, image_path, max_side, repeats):
     colorizer = Colorizer(load_model(model_path))
     baseline = peak_rss_mb()
     out = os.path.join(os.path.dirname(image_path), "out.jpg")
-    times = []
-    for i in range(repeats + 1):  # the first run is the warm-up
+    times, rss_before, work_peak, warm_peak = [], None, None, 0.0
+    for i in range(repeats + 1):  # the first run is the warm-up (tracing)
+        if i == 1:
+            warm_peak = peak_rss_mb()  # the reset below restarts the kernel's count
+            if reset_peak_rss():
+                rss_before = _status_mb("VmRSS")
         start = time.perf_counter()
         job = model_transform.load_job(image_path, out, args.max_pixels, args.max_side)
         ab, _probs = colorizer.predict(job.net_input[None])
         model_transform.finish_job(job, ab[0])
+        del job, ab
         if i:
             times.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": times, "peak_rss_mb": peak_rss_mb(),
-                      "after_model_load_rss_mb": baseline}))
+    if rss_before is not None:
+        work_peak = _status_mb("VmHWM") - rss_before
+    print(json.dumps({"seconds": times, "peak_rss_mb": max(warm_peak, peak_rss_mb()),
+                      "after_model_load_rss_mb": baseline, "work_peak_mb": work_peak}))
 
 
 def bench_transform(preset, max_side, repeats, sizes=TRANSFORM_MEGAPIXELS):
@@ -116,12 +146,21 @@ def bench_transform(preset, max_side, repeats, sizes=TRANSFORM_MEGAPIXELS):
                    "seconds_min": float(np.min(child["seconds"])),
                    "seconds_max": float(np.max(child["seconds"])),
                    "peak_rss_mb": child["peak_rss_mb"],
-                   "after_model_load_rss_mb": child["after_model_load_rss_mb"]}
+                   "after_model_load_rss_mb": child["after_model_load_rss_mb"],
+                   # The peak above the process's memory between images (the model,
+                   # the traced function): what one more image costs.
+                   "work_peak_mb": child["work_peak_mb"],
+                   "work_bytes_per_pixel": (None if child["work_peak_mb"] is None else
+                                            child["work_peak_mb"] * 2**20
+                                            / (image.shape[0] * image.shape[1]))}
             results.append(row)
             print(f"transform {row['size']:>11s} ({row['megapixels']:5.2f} MP): "
                   f"{row['seconds_median']:.2f} s/image (min {row['seconds_min']:.2f}, max "
                   f"{row['seconds_max']:.2f}), peak memory {row['peak_rss_mb']:.0f} MB "
-                  f"({row['after_model_load_rss_mb']:.0f} MB after loading the model)",
+                  f"({row['after_model_load_rss_mb']:.0f} MB after loading the model)"
+                  + ("" if row["work_peak_mb"] is None else
+                     f"; one image's own peak {row['work_peak_mb']:.0f} MB = "
+                     f"{row['work_bytes_per_pixel']:.1f} bytes per input pixel"),
                   flush=True)
     by_mp = {round(r["megapixels"]): r for r in results}
     summary = {"preset": preset, "max_side": max_side, "repeats": repeats, "rows": results}

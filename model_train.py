@@ -308,6 +308,13 @@ def fit(run, model, state, train_ds, val_ds, callbacks, nan_guard, strategy=None
                       callbacks=callbacks, verbose=0, shuffle=False)
             if nan_guard.where:
                 break
+    full = next((c.disk_full for c in callbacks if getattr(c, "disk_full", None)), None)
+    if full:
+        last = TrainingState(run.write_dir).load()
+        kept = (f"the last saved state (epoch {last['epoch']}, step {last['step_in_epoch']}) "
+                "is kept" if last else "no state had been saved yet")
+        raise TrainingError(f"{full}; training stopped and {kept}. Free some space and run "
+                            "the same command again to resume.")
     if nan_guard.where:
         epoch, step = nan_guard.where
         last = TrainingState(run.write_dir).load()

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -29,6 +30,27 @@ def save_model_atomic(model, path):
 
 class StateError(ValueError):
     """A run's saved state cannot be read; str() says what to do."""
+
+
+class DiskFull(OSError):
+    """Too little free space to save; str() says where and how much."""
+
+
+def saved_size(model):
+    """Bytes a save of the model's and optimizer's variables takes, with a margin
+    for the file's own structure (measured: the demo state is 1.02x its arrays)."""
+    variables = list(model.weights) + list(getattr(model.optimizer, "variables", []) or [])
+    arrays = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return int(arrays * 1.1) + (1 << 20)
+
+
+def ensure_free_space(folder, needed):
+    """DiskFull before a save that would not fit: h5py meeting a full disk half-way
+    prints tracebacks and has crashed the process (exit 139), leaving a torn file."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DiskFull(f"the disk of {folder} is full: a save needs about "
+                       f"{needed / 1e6:.0f} MB and {free / 1e6:.0f} MB are free")
 
 
 class TrainingState:
@@ -88,6 +110,18 @@ class Checkpointing(keras.callbacks.Callback):
         self.state = TrainingState(run_dir)
         self.epoch, self.step_in_epoch, self.first_step = 0, start_step, start_step
         self.best = best
+        self.disk_full = None  # the reason training stopped for want of space
+
+    def _fits(self):
+        """Whether the next save fits on the disk; if not, stops training (the last
+        saved state stays) and keeps the reason for model_train.py to report."""
+        try:
+            ensure_free_space(self.run_dir, saved_size(self.model))
+            return True
+        except DiskFull as e:
+            self.disk_full = str(e)
+            self.model.stop_training = True
+            return False
 
     def on_epoch_begin(self, epoch, logs=None):  # noqa: ARG002 (Keras's signature)
         self.epoch = epoch
@@ -97,13 +131,13 @@ class Checkpointing(keras.callbacks.Callback):
         if not math.isfinite(float((logs or {}).get("loss", 0.0))):
             return
         if self.every and self.step_in_epoch % self.every == 0 \
-                and self.step_in_epoch < self.steps_per_epoch:
+                and self.step_in_epoch < self.steps_per_epoch and self._fits():
             self._save_state(self.epoch, self.step_in_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.first_step = 0
-        if not all(math.isfinite(float(v)) for v in logs.values()):
+        if not all(math.isfinite(float(v)) for v in logs.values()) or not self._fits():
             return
         val = float(logs.get("val_loss", logs.get("loss", math.inf)))
         if val < self.best:

@@ -111,6 +111,42 @@ def test_nan_loss_stops_and_saves_nothing(tmp_path):
     assert not os.path.exists(tmp_path / "model.keras")
 
 
+def test_a_full_disk_stops_training_with_one_line_and_keeps_the_last_state(
+        tmp_path, scenes_dataset, monkeypatch):
+    """Before: h5py met the full disk half-way through a save, printed tracebacks and
+    crashed the process (exit 139), leaving a torn weights file. Now every save is
+    measured against the free space first."""
+    import shutil
+
+    from colorization import callbacks
+
+    real = shutil.disk_usage
+    saves = []
+
+    def usage(path):
+        total, used, free = real(path)
+        saves.append(path)
+        return type(real(path))(total, used, free if len(saves) <= 1 else 1 << 20)
+
+    monkeypatch.setattr(callbacks.shutil, "disk_usage", usage)
+    run = str(tmp_path / "run")
+    code = run_cli("--preset", "demo", "--data", scenes_dataset, "--run-dir", run,
+                   "--epochs", "1", "--steps-per-epoch", "4", "--save-every", "2",
+                   "--batch-size", "8", "--precision", "float32")
+    lines = code.stderr.strip().splitlines()
+    assert code.returncode == 1 and "Traceback" not in code.stderr
+    assert "is full" in lines[-1] and "epoch 0, step 2" in lines[-1], lines[-1]
+    state = TrainingState(run).load()
+    assert state["step_in_epoch"] == 2
+    # No torn or partial weights file beside the kept one.
+    assert sorted(os.listdir(os.path.join(run, "state"))) == sorted(["state.json",
+                                                                    state["weights"]])
+    monkeypatch.setattr(callbacks.shutil, "disk_usage", real)  # space freed: it resumes
+    again = run_cli("--data", scenes_dataset, "--run-dir", run)
+    assert again.returncode == 0, again.stderr
+    assert TrainingState(run).load()["epoch"] == 1
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_one_step_under_each_precision_policy(policy, scenes_dataset):
     cfg = tiny_cfg(precision=policy)

@@ -118,8 +118,14 @@ def zhang_caffe_model(caffemodel, prototxt=None, pts=None):
                          "channel (L)")
     width = first.shape[0] / 64.0
     caffe = {"bins": _bins(weights, pts), "temperature": _temperature(weights, prototxt)}
+    # The release's float32 weights build a float32 model, whatever policy the
+    # process had; the policy is put back for the caller.
+    previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
-    model = zhang.build(LayerFactory(width), ab_bins.AB_BINS, 224, caffe=caffe)
+    try:
+        model = zhang.build(LayerFactory(width), ab_bins.AB_BINS, 224, caffe=caffe)
+    finally:
+        keras.config.set_dtype_policy(previous)
     for caffe_name, ours, _, _, kind in _caffe_conv_names():
         blobs = weights.get(caffe_name, (None, []))[1]
         layer = model.get_layer(ours)

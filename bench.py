@@ -26,7 +26,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from colorization import quiet
+
+quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
 import numpy as np
 
@@ -510,6 +512,7 @@ def bench_build(count=600, repeats=3, whole_count=3000):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    quiet.add_verbose_flag(p)
     p.add_argument("--train", action="store_true",
                    help="training images/s and MFU of the preset under each precision policy")
     p.add_argument("--infer", action="store_true",

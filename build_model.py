@@ -21,10 +21,11 @@ building.
 """
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from colorization import quiet
+
+quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
 import keras
 
@@ -136,6 +137,7 @@ def summary_text(cfg, model):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    quiet.add_verbose_flag(p)
     add_model_flags(p)
     p.add_argument("--classes", type=int, help="number of scene classes (0: no class head)")
     p.add_argument("--summary", action="store_true", help="print layers, parameters and GFLOPs")

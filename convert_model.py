@@ -17,7 +17,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from colorization import quiet
+
+quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
 NUMPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -94,6 +96,7 @@ def convert(sources, out):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    quiet.add_verbose_flag(p)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="the release's files (caffemodel, prototxt, pts_in_hull.npy)")
     p.add_argument("--out", required=True, metavar="NAME.keras")

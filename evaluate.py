@@ -19,7 +19,9 @@ import os
 import re
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from colorization import quiet
+
+quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
 import cv2
 import numpy as np
@@ -366,6 +368,7 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    quiet.add_verbose_flag(p)
     p.add_argument("--data", help="dataset folder written by input_create.py (its --split is "
                    "scored; with --images, its training colour prior is used)")
     p.add_argument("--images", metavar="DIR",

@@ -43,7 +43,7 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
-from colorization import colorspace
+from colorization import colorspace, quiet
 from colorization.atomic_io import PREFIX, leftovers, temporary_path, write_json_atomic
 from colorization.example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, CROP_MARK, Source, encode_source
 from colorization.image_io import is_image_name
@@ -490,6 +490,7 @@ def sources_digest(sources):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    quiet.add_verbose_flag(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder of photos (class sub-folders, or flat)")
     src.add_argument("--synthetic", type=int, metavar="N", help="generate N embedded scenes")
@@ -543,6 +544,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    quiet.install(argv)  # the writer imports TensorFlow
     args = parse_args(argv)
     try:
         if args.synthetic:

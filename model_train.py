@@ -45,7 +45,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from colorization import quiet
+
+quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
 from colorization.devices import (
     choose_precision,
@@ -524,6 +526,8 @@ def parse_args(argv):
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    quiet.add_verbose_flag(p)
     add_model_flags(p, preset_default=None)  # None: the run's own, or "paper" for a new run
     p.add_argument("--data", default="data/scenes", help="dataset folder (input_create.py)")
     p.add_argument("--run-dir", help="run directory (default runs/PRESET)")

@@ -19,7 +19,9 @@ import os
 import stat
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from colorization import quiet
+
+quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
 import numpy as np
 
@@ -398,6 +400,7 @@ def run(args):
 def parse_args(argv):
     defaults = InferenceConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    quiet.add_verbose_flag(p)
     p.add_argument("inputs", nargs="+", metavar="IMG|DIR", help="images and folders")
     p.add_argument("--model", help="trained .keras model (default: the newest "
                    "runs/*/model.keras, else the shipped real-photo model)")

@@ -27,7 +27,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from colorization import quiet
+
+quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
 import numpy as np
 import tensorflow as tf
@@ -300,6 +302,7 @@ def show(ds, summary, path, count=16):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    quiet.add_verbose_flag(p)
     p.add_argument("data", help="dataset folder written by input_create.py")
     p.add_argument("--split", default="train")
     p.add_argument("--batch-size", type=int, default=64)

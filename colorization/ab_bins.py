@@ -50,8 +50,11 @@ def derive_gamut_bins(face_samples=1024):
     """(Q, 2) float32 centres of the in-gamut bins, sorted by (a, b); see the module doc."""
     from colorization.colorspace import rgb_to_lab
 
+    # A cell (i, j) of the grid as one integer, (i + 64) * 256 + (j + 64), which sorts
+    # as (a, b) does: np.unique on integers is ~40x faster than on rows (axis=0).
     def cells(rgb):
-        return np.unique(np.rint(rgb_to_lab(rgb)[:, 1:] / GRID).astype(np.int32), axis=0)
+        ij = np.rint(rgb_to_lab(rgb)[:, 1:] / GRID).astype(np.int64) + 64
+        return np.unique(ij[:, 0] * 256 + ij[:, 1])
 
     found = []
     levels = np.arange(256, dtype=np.float32) / 255.0
@@ -68,8 +71,8 @@ def derive_gamut_bins(face_samples=1024):
             face[:, axis] = value
             face[:, [k for k in range(3) if k != axis]] = np.stack([u, v], -1)
             found.append(cells(face))
-    keys = np.unique(np.concatenate(found), axis=0)
-    return (keys * GRID).astype(np.float32)
+    keys = np.unique(np.concatenate(found))
+    return ((np.stack([keys // 256, keys % 256], -1) - 64) * GRID).astype(np.float32)
 
 
 def write_gamut_bins(path=RESOURCE, centres=None):

@@ -58,6 +58,29 @@ def wait_for_state(run, procs, epoch=1, step=2, timeout=600):
     return state
 
 
+SLOWEST_GROUPS = ["test_multi_worker", "test_zhang", "test_hypercolumn", "test_model_train",
+                  "one_device_losses", "short_run", "test_evaluate"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """The suite runs on two pytest-xdist workers (pyproject.toml: -n 2 --dist
+    loadgroup). Each module stays on one worker, so its module-scoped trained runs
+    are built once; the tests sharing a session-scoped training (short_run,
+    one_device_losses) go together, so neither is trained twice."""
+    groups = {}
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        groups[item] = next((f for f in ("short_run", "one_device_losses") if f in names),
+                            item.module.__name__)
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    # The longest groups first (SLOWEST_GROUPS, from `--durations=0` on 2 cores), so
+    # that neither worker is left with a long one at the end. A stable sort: the
+    # order within each module is kept.
+    items.sort(key=lambda item: SLOWEST_GROUPS.index(groups[item])
+               if groups[item] in SLOWEST_GROUPS else len(SLOWEST_GROUPS))
+
+
 @pytest.fixture(scope="session")
 def scenes_dataset(tmp_path_factory):
     """A small embedded-scenes dataset (built in-process, one worker)."""
@@ -84,8 +107,33 @@ def short_run(scenes_dataset, tmp_path_factory):
     untrained = build_model.build_model(get_config("demo", model={"num_classes": 4}))
     untrained_path = str(run / "untrained.keras")
     untrained.save(untrained_path)
-    result = model_train.train(cfg, scenes_dataset, str(run / "run"), progress=False)
+    # One state save an epoch (the default is four): these runs are here for the
+    # model they train; the kill tests check the saving.
+    result = model_train.train(cfg, scenes_dataset, str(run / "run"), progress=False,
+                               save_every_steps=12)
     return str(run / "run"), result, untrained_path
+
+
+# The one-device reference that the mirrored (two logical CPUs) and the two-worker
+# runs are compared with: the same data, preset, seed and global batch.
+ONE_DEVICE_ARGS = ["--preset", "demo", "--batch-size", "8", "--precision", "float32",
+                   "--optimizer", "adam", "--learning-rate", "0.001", "--epochs", "2",
+                   "--steps-per-epoch", "6"]
+
+
+@pytest.fixture(scope="session")
+def one_device_losses(scenes_dataset, tmp_path_factory):
+    """The ab loss after each epoch of ONE_DEVICE_ARGS trained in this process."""
+    import csv
+
+    import model_train
+
+    run = str(tmp_path_factory.mktemp("one_device") / "run")
+    proc = run_main(model_train.main, [*ONE_DEVICE_ARGS, "--data", scenes_dataset,
+                                       "--run-dir", run])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(os.path.join(run, "log.csv"), encoding="utf-8") as f:
+        return [float(r["ab_loss"]) for r in csv.DictReader(f)]
 
 
 def run_main(main, args, cwd=None):

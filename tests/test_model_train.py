@@ -8,7 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, build_scenes, run_main, run_script, wait_for_state
+from conftest import ONE_DEVICE_ARGS, ROOT, build_scenes, run_main, run_script, wait_for_state
 
 import build_model
 import model_train
@@ -204,17 +204,13 @@ def test_killed_run_resumes_instead_of_restarting(tmp_path, scenes_dataset):
     assert final["finished"] and final["global_step"] == 3 * 8
 
 
-def test_mirrored_over_two_cpus_matches_one_device(tmp_path, scenes_dataset):
-    common = ["--preset", "demo", "--data", scenes_dataset, "--epochs", "2",
-              "--steps-per-epoch", "6", "--batch-size", "8", "--precision", "float32",
-              "--optimizer", "adam", "--learning-rate", "0.001"]
-    one = run_cli(*common, "--run-dir", str(tmp_path / "one"))
+def test_mirrored_over_two_cpus_matches_one_device(tmp_path, scenes_dataset, one_device_losses):
     # A subprocess: the logical CPUs must be set up before TensorFlow starts.
-    two = run_script("model_train.py", *common, "--run-dir", str(tmp_path / "two"),
-                     "--logical-cpus", "2")
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    two = run_script("model_train.py", *ONE_DEVICE_ARGS, "--data", scenes_dataset,
+                     "--run-dir", str(tmp_path / "two"), "--logical-cpus", "2")
+    assert two.returncode == 0, two.stderr[-2000:]
     assert "mirrored over 2 CPUs" in two.stdout
-    a = [float(r["ab_loss"]) for r in read_log(str(tmp_path / "one"))]
+    a = one_device_losses
     b = [float(r["ab_loss"]) for r in read_log(str(tmp_path / "two"))]
     # Same data, same initial weights, same global batch; batch-norm statistics
     # are per replica (4 images instead of 8), hence a tolerance: measured 6% and

@@ -42,7 +42,10 @@ def zhang_run(scenes_dataset, tmp_path_factory):
     keras.utils.set_random_seed(0)
     untrained = str(folder / "untrained.keras")
     build_model.build_model(short_cfg()).save(untrained)
-    result = model_train.train(short_cfg(), scenes_dataset, str(folder / "run"), progress=False)
+    # One state save an epoch (the default is four): these runs are here for the
+    # model they train; the kill tests check the saving.
+    result = model_train.train(short_cfg(), scenes_dataset, str(folder / "run"), progress=False,
+                               save_every_steps=12)
     return str(folder / "run"), result, untrained
 
 

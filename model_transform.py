@@ -140,14 +140,26 @@ def output_path(path, rel, out, single):
     return os.path.join(out, stem + OUTPUT_SUFFIX + ext)
 
 
-def encode_output(path, rgb, alpha):
-    """Encoded bytes of the RGB (+ alpha) result in the format of `path`'s extension."""
+def encode_output(path, rgb, alpha, in_place=False):
+    """Encoded bytes (a uint8 array) of the RGB (+ alpha) result in the format of
+    `path`'s extension. in_place: the channels of `rgb` are swapped to BGR in place
+    for the encoder and back after it, instead of into a second full-size copy."""
     import cv2
 
     ext = os.path.splitext(path)[1].lower()
     if rgb.dtype == np.uint16 and ext not in (".png", ".tif", ".tiff"):
         rgb = (rgb // 257).astype(np.uint8)
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    swapped = rgb if in_place and rgb.flags.c_contiguous else None
+    try:
+        return _encode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=swapped), alpha)
+    finally:
+        if swapped is not None:
+            cv2.cvtColor(swapped, cv2.COLOR_BGR2RGB, dst=swapped)
+
+
+def _encode(ext, bgr, alpha):
+    import cv2
+
     if alpha is not None and ext in (".png", ".tif", ".tiff", ".webp"):
         if alpha.dtype != bgr.dtype:
             alpha = (alpha // 257).astype(np.uint8) if alpha.dtype == np.uint16 else (
@@ -161,7 +173,7 @@ def encode_output(path, rgb, alpha):
     if not ok:
         raise ImageError(f"cannot write the result as {ext or 'a file without an extension'} "
                          "(give --out a name ending .jpg, .png, .tif, .bmp or .webp)")
-    return buf.tobytes()
+    return buf  # not .tobytes(): that would be a second copy of the encoded file
 
 
 def write_compare(path, pixels, result, was_colour):
@@ -227,13 +239,21 @@ def finish_job(job, ab, compare=False):
 
     result = colorize_pixels(job.pixels, ab, job.pixels.dtype if job.pixels.dtype == np.uint16
                              else np.uint8)
-    data = encode_output(job.dest, result, job.alpha)
+    pixels, alpha = job.pixels, job.alpha
+    # The decoded input is let go as soon as nothing needs it, so a large photo holds
+    # about two full-size images at a time (input and result, then result and the
+    # encoder's buffer) rather than three.
+    job.pixels = job.alpha = None
+    if not compare:
+        pixels = None
+    data = encode_output(job.dest, result, alpha, in_place=True)
     os.makedirs(os.path.dirname(os.path.abspath(job.dest)), exist_ok=True)
     write_bytes_atomic(job.dest, data)
+    del data
     if compare:
-        was_colour = not (np.array_equal(job.pixels[..., 0], job.pixels[..., 1])
-                          and np.array_equal(job.pixels[..., 1], job.pixels[..., 2]))
-        write_compare(compare_path(job.dest), job.pixels, result, was_colour)
+        was_colour = not (np.array_equal(pixels[..., 0], pixels[..., 1])
+                          and np.array_equal(pixels[..., 1], pixels[..., 2]))
+        write_compare(compare_path(job.dest), pixels, result, was_colour)
 
 
 def top_k_line(job, probs, names, k):

@@ -144,8 +144,10 @@ def decode_pixels(data, keep_alpha=False):
         raise ImageError("not a readable image (unknown format or corrupt data)")
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise ImageError(f"unexpected decoded shape {image.shape}")
-    # cvtColor swaps the channels several times faster than a reversed-view copy.
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), alpha
+    # cvtColor swaps the channels several times faster than a reversed-view copy, and
+    # in place (the decoder's own array) holds one full-size image instead of two.
+    in_place = image if image.flags.c_contiguous else None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=in_place), alpha
 
 
 def decode_image(data, keep_alpha=False):

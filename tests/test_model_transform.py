@@ -322,3 +322,34 @@ def test_reruns_skip_compare_figures_and_foreign_models_are_refused(tmp_path, mo
         proc = transform(str(tmp_path / "p.png"), "--model", str(tmp_path / name),
                          "--overwrite")
         assert proc.returncode == 1 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("ext, dtype, with_alpha", [(".png", np.uint8, False),
+                                                     (".png", np.uint8, True),
+                                                     (".png", np.uint16, False),
+                                                     (".jpg", np.uint16, False)])
+def test_in_place_encoding_gives_the_same_file_and_leaves_the_result_as_it_was(
+        ext, dtype, with_alpha):
+    rng = np.random.default_rng(3)
+    top = 65535 if dtype == np.uint16 else 255
+    rgb = rng.integers(0, top + 1, (37, 53, 3)).astype(dtype)
+    alpha = rng.integers(0, top + 1, (37, 53)).astype(dtype) if with_alpha else None
+    kept = rgb.copy()
+    copied = model_transform.encode_output("x" + ext, rgb, alpha)
+    swapped = model_transform.encode_output("x" + ext, rgb, alpha, in_place=True)
+    np.testing.assert_array_equal(rgb, kept)  # swapped to BGR for the encoder and back
+    assert bytes(swapped) == bytes(copied)
+    if ext == ".png":  # lossless: the decoded file is the result
+        decoded, got_alpha = model_transform.decode_pixels(bytes(swapped), keep_alpha=True)
+        np.testing.assert_array_equal(decoded, kept)
+        assert (got_alpha is None) == (alpha is None)
+
+
+def test_colorizing_in_strips_equals_one_strip(monkeypatch):
+    rng = np.random.default_rng(4)
+    pixels = colourful_image(rng, 401, 300)[..., ::-1].copy()
+    assert inference.strip_rows(300) < 401  # two strips, the second one shorter
+    ab = rng.random((40, 30, 2)).astype(np.float32)
+    strips = inference.colorize_pixels(pixels, ab)
+    monkeypatch.setattr(inference, "STRIP_PIXELS", 401 * 300)
+    np.testing.assert_array_equal(strips, inference.colorize_pixels(pixels, ab))

@@ -522,6 +522,30 @@ def bench_build(count=600, repeats=3, whole_count=3000):
     return result
 
 
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def check_args(p, args):
+    """Usage errors before any benchmark runs (they used to end minutes of work in
+    a traceback, or be accepted and give empty figures)."""
+    from config import PRESETS
+
+    if args.preset not in PRESETS:
+        p.error(f"unknown --preset {args.preset!r}; choose from {', '.join(sorted(PRESETS))}")
+    for name, least in (("batch_size", 1), ("repeats", 1), ("max_side", 0)):
+        if getattr(args, name) < least:
+            p.error(f"--{name.replace('_', '-')} must be at least {least}")
+    unknown = [q for q in args.policies.split(",") if q not in POLICIES]
+    if unknown:
+        p.error(f"unknown --policies {', '.join(unknown)}; choose from {', '.join(POLICIES)}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if os.path.isdir(args.out) or not os.path.isdir(folder):
+        p.error(f"--out {args.out}: " + ("is a folder" if os.path.isdir(args.out)
+                                          else f"no folder {folder}"))
+    if not os.access(folder, os.W_OK):
+        p.error(f"--out {args.out}: cannot write in {folder}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     quiet.add_verbose_flag(p)
@@ -556,6 +580,7 @@ def main(argv=None):
             or args.batch_norm):
         p.error("choose at least one benchmark: --train, --infer, --input, --build, "
                 "--transform, --batch-norm")
+    check_args(p, args)
     report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     print(f"CPU features: {', '.join(report['device']['cpu_features']) or 'none listed'}",
           flush=True)

@@ -8,6 +8,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import run_main
 
 import bench
 import build_model
@@ -137,3 +138,21 @@ def test_bench_input_build_and_transform_run_small(scenes_dataset):
     assert build["images_per_s_one_process"] > 0 and build["whole_build_images_per_s"] > 0
     transform = bench.bench_transform("demo", 128, 1, sizes=(0.05,))
     assert transform["rows"][0]["peak_rss_mb"] > 0
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--infer", "--preset", "nope"], "unknown --preset 'nope'"),
+    (["--train", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--transform", "--repeats", "0"], "--repeats must be at least 1"),
+    (["--transform", "--max-side", "-1"], "--max-side must be at least 0"),
+    (["--train", "--policies", "float32,float99"], "unknown --policies float99"),
+    (["--infer", "--out", "/nonexistent/dir/x.json"], "no folder /nonexistent/dir"),
+    (["--infer", "--out", "."], "is a folder"),
+])
+def test_bench_usage_errors_are_one_line_before_any_work(args, says):
+    # Before: a traceback (preset, policies, max side; --out only after every benchmark
+    # had run) or silently accepted (a batch size or repeats of 0).
+    proc = run_main(bench.main, args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert says in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert "CPU features" not in proc.stdout  # stopped before the first benchmark

@@ -105,7 +105,9 @@ def main(argv=None):
         p.error("--out must end in .keras")
     for path in args.sources:
         if not os.path.isfile(path):
-            print(f"convert_model.py: error: {path}: no such file", file=sys.stderr)
+            why = ("is a folder" if os.path.isdir(path) else "not a regular file"
+                   if os.path.exists(path) else "no such file")
+            print(f"convert_model.py: error: {path}: {why}", file=sys.stderr)
             return 2
     try:
         print(convert(args.sources, args.out))

@@ -120,6 +120,8 @@ def test_bad_files_give_one_line_and_write_nothing(tmp_path):
         "no bins": ([no_bins["caffemodel"]], "pts_in_hull.npy"),
         "no weights": ([paths["prototxt"], paths["npy"]], "no .caffemodel"),
         "missing": ([tmp_path / "absent.caffemodel"], "no such file"),
+        "folder": ([tmp_path], "is a folder"),
+        "device": (["/dev/zero"], "not a regular file"),
     }
     for case, (sources, words) in cases.items():
         done = run_convert(*sources, "--out", out)

@@ -147,13 +147,14 @@ def encode_output(path, rgb, alpha, in_place=False):
     import cv2
 
     ext = os.path.splitext(path)[1].lower()
+    given = rgb
     if rgb.dtype == np.uint16 and ext not in (".png", ".tif", ".tiff"):
-        rgb = (rgb // 257).astype(np.uint8)
-    swapped = rgb if in_place and rgb.flags.c_contiguous else None
+        rgb = (rgb // 257).astype(np.uint8)  # our own array: swapped in place, not back
+    swapped = rgb if (in_place or rgb is not given) and rgb.flags.c_contiguous else None
     try:
         return _encode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=swapped), alpha)
     finally:
-        if swapped is not None:
+        if swapped is given:
             cv2.cvtColor(swapped, cv2.COLOR_BGR2RGB, dst=swapped)
 
 

@@ -7,6 +7,8 @@ everywhere instead of a traceback or a silently wrong picture.
 
 import io
 import os
+import tempfile
+import threading
 import warnings
 
 import cv2
@@ -50,6 +52,48 @@ def _check_complete(data):
     # A JPEG must end with the EOI marker (some cameras append a little junk).
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:
         raise ImageError("truncated JPEG (no end-of-image marker)")
+
+
+# libjpeg's warnings for entropy-coded data that stops before the image is complete:
+# it fills the rest (flat gray rows, or blur in a progressive file) and goes on. A
+# JPEG cut short and given an end-of-image marker passes every header and marker
+# check; only the decoder knows, and it says so only on stderr (JWRN_HIT_MARKER,
+# JWRN_JPEG_EOF), in OpenCV, Pillow and TensorFlow alike.
+_FILLED = ("Corrupt JPEG data: premature end of data segment", "Premature end of JPEG file")
+_STDERR_LOCK = threading.Lock()  # fd 2 is the process's: one capture at a time
+
+
+def _decode_jpeg_checked(buf, flags):
+    """cv2.imdecode of a JPEG with libjpeg's stderr warnings captured (fd 2 points at a
+    temporary file meanwhile); ImageError where the decoder filled missing data. Any
+    other text written to stderr meanwhile is passed on."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as captured:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to capture, decode as is
+            return cv2.imdecode(buf, flags)
+        try:
+            os.dup2(captured.fileno(), 2)
+            image = cv2.imdecode(buf, flags)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        text = captured.read().decode("utf-8", "replace")
+    kept = "".join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith(_FILLED))
+    if kept:
+        os.write(2, kept.encode())
+    if any(w in text for w in _FILLED):
+        raise ImageError("truncated or corrupt JPEG (the decoder had to fill missing "
+                         "image data)")
+    return image
+
+
+def _imdecode(buf, flags):
+    if bytes(buf[:2]) == b"\xff\xd8":
+        return _decode_jpeg_checked(buf, flags)
+    return cv2.imdecode(buf, flags)
 
 
 def header_dimensions(data):
@@ -132,14 +176,14 @@ def decode_pixels(data, keep_alpha=False):
     alpha = None
     image = None
     if keep_alpha and data[:2] != b"\xff\xd8":  # a JPEG has no alpha: decode once
-        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        raw = _imdecode(buf, cv2.IMREAD_UNCHANGED)
         if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
             # IMREAD_UNCHANGED skips EXIF orientation, which images with alpha
             # (PNG, WebP) practically never carry.
             alpha = raw[..., 3]
             image = raw[..., :3]
     if image is None:
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        image = _imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         raise ImageError("not a readable image (unknown format or corrupt data)")
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:

@@ -117,6 +117,7 @@ def _bad_and_odd_sources(folder, rng):
     (folder / "zero.jpg").write_bytes(b"")
     _, jpg = cv2.imencode(".jpg", good)
     (folder / "truncated.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    (folder / "cut_eoi.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2] + b"\xff\xd9")
     (folder / "text.jpg").write_text("this is not a picture\n")
     cv2.imwrite(str(folder / "tiny.png"), good[:1, :1])
     cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(good, cv2.COLOR_BGR2GRAY))
@@ -129,7 +130,8 @@ def _bad_and_odd_sources(folder, rng):
     cv2.imwrite(str(folder / "alpha.png"), np.dstack([good, np.full(good.shape[:2], 90, np.uint8)]))
     Image.fromarray(good[..., ::-1]).convert("CMYK").save(folder / "cmyk.jpg")
     cv2.imwrite(str(folder / "fine.jpg"), good)
-    skipped = {"zero.jpg": "empty file", "truncated.jpg": "truncated", "text.jpg": "not a readable",
+    skipped = {"zero.jpg": "empty file", "truncated.jpg": "truncated", "cut_eoi.jpg": "truncated",
+               "text.jpg": "not a readable",
                "tiny.png": "too small", "gray.png": "grayscale", "nearly_gray.png": "near-gray",
                "folder.jpg": "directory", "locked.jpg": "permission denied"}
     written = {"deep16.png", "alpha.png", "cmyk.jpg", "fine.jpg"}

@@ -7,7 +7,7 @@ import cv2
 import matplotlib.cbook
 import numpy as np
 import pytest
-from conftest import colourful_image, run_script, run_transform
+from conftest import ROOT, colourful_image, run_script, run_transform
 
 import model_transform
 from colorization import colorspace, inference
@@ -132,10 +132,19 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_done(tmp_path, model_path)
     (tmp_path / "empty.jpg").write_bytes(b"")
     data = good.read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    # Cut short and given an end marker: passes every marker check; the decoder fills
+    # the rest with gray (baseline) or blur (progressive) and says so only on stderr.
+    (tmp_path / "cut_eoi.jpg").write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    photo = cv2.resize(cv2.imread(os.path.join(ROOT, "resources", "photos", "astronaut.jpg")),
+                       (256, 256), interpolation=cv2.INTER_AREA)  # under --max-pixels
+    progressive = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    (tmp_path / "cut_progressive.jpg").write_bytes(
+        progressive.tobytes()[: len(progressive) // 2] + b"\xff\xd9")
     (tmp_path / "text.jpg").write_text("not an image")
     cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "big.png"), np.zeros((300, 400, 3), np.uint8))
-    names = ["empty.jpg", "cut.jpg", "text.jpg", "dot.png", "big.png", "missing.jpg"]
+    names = ["empty.jpg", "cut.jpg", "cut_eoi.jpg", "cut_progressive.jpg", "text.jpg", "dot.png",
+             "big.png", "missing.jpg"]
     proc = transform(str(good), *[str(tmp_path / n) for n in names], "--model", model_path,
                      "--max-pixels", "100000")
     assert proc.returncode == 1
@@ -146,7 +155,9 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_done(tmp_path, model_path)
         assert len(hits) == 1, (name, lines)
         assert not (tmp_path / name.replace(".", "_color.")).exists()
     assert "pixels is over the limit" in next(ln for ln in lines if "big.png" in ln)
-    assert "truncated" in next(ln for ln in lines if "cut.jpg" in ln)
+    for name in ("cut.jpg", "cut_eoi.jpg", "cut_progressive.jpg"):
+        assert "truncated" in next(ln for ln in lines if name in ln)
+    assert "Corrupt JPEG data" not in proc.stderr  # libjpeg's own line is not passed on
     assert (tmp_path / "good_color.jpg").exists()
     assert not [f for f in os.listdir(tmp_path) if "partial" in f]
 

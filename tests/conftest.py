@@ -100,7 +100,7 @@ def short_run(scenes_dataset, tmp_path_factory):
 
     cfg = get_config("demo", train={"batch_size": 8, "epochs": 4, "steps_per_epoch": 12,
                                     "precision": "float32", "seed": 0,
-                                    "learning_rate": 5e-3})
+                                    "learning_rate": 3e-3})
     run = tmp_path_factory.mktemp("short_run")
     build_model.set_precision("float32")
     keras.utils.set_random_seed(0)

@@ -5,11 +5,15 @@ networks, recognising each file by its content.
         colorization_release_v2.caffemodel pts_in_hull.npy --out zhang-caffe.keras
     python model_transform.py photo.jpg --model zhang-caffe.keras
 
+    python convert_model.py colornet.t7 --out iizuka-places.keras
+    python model_transform.py photo.jpg --model iizuka-places.keras --reference sunset.jpg
+
 Supported: Zhang et al. 2016's Caffe release (the caffemodel, with or without
 rebalancing; the prototxt is optional and checked when given; pts_in_hull.npy
-gives the 313 bins). Iizuka et al.'s Torch 7 files and Zhang et al.'s PyTorch
-checkpoint are recognised and refused with a line saying so (not yet converted).
-A file that is none of these, damaged or truncated gives one line and exit 2, and
+gives the 313 bins) and Iizuka et al. 2016's Torch 7 release (colornet.t7,
+colornet_imagenet.t7; read with the torchfile package). Zhang et al.'s PyTorch
+checkpoint is recognised and refused with a line saying so (not converted). A file
+that is none of these, damaged or truncated gives one line and exit 2, and
 nothing is written.
 """
 
@@ -58,9 +62,14 @@ def convert(sources, out):
         with open(path, "rb") as f:
             data = f.read()
         kind = kind_of(path, data[:64])
-        if kind in ("torch7", "pytorch"):
-            raise ValueError(f"{path}: a {'Torch 7' if kind == 'torch7' else 'PyTorch'} file; "
-                             "only Zhang et al.'s Caffe release is converted so far")
+        if kind == "torch7":
+            if len(sources) > 1:
+                raise ValueError(f"{path}: Iizuka et al.'s Torch 7 release is one file; give "
+                                 "it alone")
+            return _convert_torch7(path, out)
+        if kind == "pytorch":
+            raise ValueError(f"{path}: a PyTorch file; Zhang et al.'s PyTorch checkpoint is "
+                             "not converted (their Caffe release is)")
         if kind == "unknown":
             raise ValueError(f"{path}: not a caffemodel, prototxt, .npy, Torch 7 or PyTorch "
                              "file")
@@ -93,12 +102,28 @@ def convert(sources, out):
             f"{info['bins']} ab bins, annealed mean at T = {info['temperature']:.4f}")
 
 
+def _convert_torch7(path, out):
+    from colorization.atomic_io import replace_atomic
+    from colorization.published_torch import iizuka_torch_model
+    from colorization.torch7_format import Torch7Error, read
+
+    try:
+        model, info = iizuka_torch_model(read(path))
+    except Torch7Error as e:
+        raise ValueError(f"{path}: {e}") from None
+    replace_atomic(out, model.save, suffix=".keras")
+    head = f"a {info['classes']}-class scene head" if info["classes"] else "no scene head"
+    return (f"wrote {out}: Iizuka et al. 2016 (Torch 7 release), width {info['width']:g}, "
+            f"{head}, luma mean {info['mean']:.4f}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     quiet.add_verbose_flag(p)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="the release's files (caffemodel, prototxt, pts_in_hull.npy)")
+                   help="the release's files: caffemodel, prototxt and pts_in_hull.npy "
+                   "(Zhang et al.), or colornet.t7 (Iizuka et al.)")
     p.add_argument("--out", required=True, metavar="NAME.keras")
     args = p.parse_args(argv)
     if not args.out.endswith(".keras"):

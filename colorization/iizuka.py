@@ -17,7 +17,16 @@ losses need the precision):
 import keras
 import numpy as np
 
-from colorization.layers import CropToHalfOf, Fusion, LayerFactory, PadToMultiple
+from colorization.layers import (
+    CropToHalfOf,
+    Fusion,
+    LayerFactory,
+    LightnessToLuma,
+    PadToMultiple,
+    ResizeToFractionOf,
+    ResizeToMultiple,
+    ScaleShift,
+)
 from colorization.seam import Network, OutputSpace
 
 # (filters, stride) of each network, from Table 1 of the paper.
@@ -29,6 +38,14 @@ FUSION = 256
 COLORIZATION = [("conv", 128), ("up", None), ("conv", 64), ("conv", 64), ("up", None),
                 ("conv", 32)]
 CLASS_HIDDEN = 256
+
+# Iizuka et al.'s Torch 7 release (convert_model.py, published_torch.py): the layer
+# that marks a network wired as the release computes it, reading luma minus the
+# training set's mean, and the one that turns its sigmoid o into this project's
+# ab01: ab = (2 o - 1) * 100 (colorize.lua), (ab + 128) / 255 = (200 o + 28) / 255.
+TORCH_INPUT = "luma_minus_mean"
+TORCH_OUTPUT = "ab_from_torch"
+TORCH_BN_EPSILON = 1e-5  # nn.SpatialBatchNormalization's default
 
 
 class AbRegression(OutputSpace):
@@ -56,6 +73,9 @@ AB = AbRegression()
 
 
 def low_level(layers, x):
+    if layers.release is not None:
+        x = layers.get(TORCH_INPUT, lambda: LightnessToLuma(layers.release["mean"],
+                                                            name=TORCH_INPUT))(x)
     for i, (filters, stride) in enumerate(LOW_LEVEL, 1):
         x = layers.conv_bn_relu(x, f"low{i}", filters, stride)
     return x
@@ -93,9 +113,13 @@ def local_to_colour(layers, low, features, output):
             x = layers.conv_bn_relu(x, f"color{n_conv}", filters)
     # float32 output: the sigmoid and the MSE (or the softmax and the cross-entropy)
     # need the precision under mixed policies.
-    return layers.get(output.name, lambda: keras.layers.Conv2D(
+    colour = layers.get(output.name, lambda: keras.layers.Conv2D(
         output.channels(), 3, padding="same", activation=output.activation, dtype="float32",
         name=output.name))(x)
+    if layers.release is not None:
+        colour = layers.get(TORCH_OUTPUT, lambda: ScaleShift(
+            200.0 / 255.0, 28.0 / 255.0, dtype="float32", name=TORCH_OUTPUT))(colour)
+    return colour
 
 
 def class_head(layers, fc512, num_classes):
@@ -111,6 +135,35 @@ def _outputs(layers, colour, fc512, num_classes, output):
     return outputs
 
 
+def factory_of(model):
+    """The layer factory that fetches a built model's layers, knowing its wiring."""
+    released = any(layer.name == TORCH_INPUT for layer in model.layers)
+    return LayerFactory(model=model, release={} if released else None)
+
+
+def build(layers, gray, global_size, num_classes, output, name="iizuka2016"):
+    """The network on a fixed-size input `gray` (its global path shares the
+    low-level features when the size is global_size)."""
+    low = low_level(layers, gray)
+    if gray.shape[1] == global_size:
+        global_low = low  # the paper's shared low-level features: computed once
+    else:
+        resized = keras.layers.Resizing(global_size, global_size, antialias=True,
+                                        name="global_resize")(gray)
+        global_low = low_level(layers, resized)
+    features, fc512 = global_features(layers, global_low)
+    colour = local_to_colour(layers, low, features, output)
+    return keras.Model(gray, _outputs(layers, colour, fc512, num_classes, output), name=name)
+
+
+def build_torch_release(width, num_classes, mean):
+    """The network wired as Iizuka et al.'s Torch release computes it, at 224 x 224,
+    float32 and untrained (published_torch.py sets its weights)."""
+    layers = LayerFactory(width, release={"mean": float(mean)}, epsilon=TORCH_BN_EPSILON)
+    gray = keras.Input((224, 224, 1), name="gray")
+    return build(layers, gray, 224, num_classes, AB)
+
+
 class Iizuka(Network):
     name = "iizuka"
     title = "Iizuka et al. 2016"
@@ -121,30 +174,25 @@ class Iizuka(Network):
     has_scene_head = True
 
     def build(self, cfg, output, input_size=224):
-        layers = LayerFactory(cfg.model.width)
         gray = keras.Input((input_size, input_size, 1), name="gray")
-        low = low_level(layers, gray)
-        if input_size == cfg.model.global_size:
-            global_low = low  # the paper's shared low-level features: computed once
-        else:
-            resized = keras.layers.Resizing(cfg.model.global_size, cfg.model.global_size,
-                                            antialias=True, name="global_resize")(gray)
-            global_low = low_level(layers, resized)
-        features, fc512 = global_features(layers, global_low)
-        colour = local_to_colour(layers, low, features, output)
-        return keras.Model(gray, _outputs(layers, colour, fc512, cfg.model.num_classes, output),
-                           name="iizuka2016")
+        return build(LayerFactory(cfg.model.width), gray, cfg.model.global_size,
+                     cfg.model.num_classes, output)
 
     def any_size(self, model, output, global_size=224, with_global_input=False):
-        layers = LayerFactory(model=model)
+        layers = factory_of(model)
         gray = keras.Input((None, None, 1), name="gray")
         source = keras.Input((None, None, 1), name="global_gray") if with_global_input else gray
         resize = keras.layers.Resizing(global_size, global_size, antialias=True,
                                        name="global_resize")
         features, fc512 = global_features(layers, low_level(layers, resize(source)))
-        padded = PadToMultiple(8, name="pad_to_8")(gray)
-        colour = local_to_colour(layers, low_level(layers, padded), features, output)
-        colour = CropToHalfOf(name="crop_to_half")([colour, gray])
+        if layers.release is None:  # this project's networks pad, and crop back
+            local = PadToMultiple(8, name="pad_to_8")(gray)
+            colour = local_to_colour(layers, low_level(layers, local), features, output)
+            colour = CropToHalfOf(name="crop_to_half")([colour, gray])
+        else:  # the release rescales to a multiple of 8, and its output to the image
+            local = ResizeToMultiple(8, name="resize_to_8")(gray)
+            colour = local_to_colour(layers, low_level(layers, local), features, output)
+            colour = ResizeToFractionOf(2, name="resize_to_half")([colour, gray])
         num_classes = model.output["scene"].shape[-1] if "scene" in model.output else 0
         inputs = [gray, source] if with_global_input else gray
         return keras.Model(inputs, _outputs(layers, colour, fc512, num_classes, output),
@@ -154,7 +202,7 @@ class Iizuka(Network):
         """The trained model split at the fusion: (encoder: gray -> 256-d global
         features, decoder: [gray, global features] -> colour), same layers and
         weights. evaluate.py --ablate-global feeds the decoder a fixed vector."""
-        layers = LayerFactory(model=model)
+        layers = factory_of(model)
         size = model.input_shape[1]
         gray = keras.Input((size, size, 1), name="gray")
         features, _ = global_features(layers, low_level(layers, gray))

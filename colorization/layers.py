@@ -122,6 +122,108 @@ class ScaleShift(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LightnessToLuma(keras.layers.Layer):
+    """L / 100 -> the gray image's sRGB value minus `mean`: the input of Iizuka et
+    al.'s Torch release, which reads Torch's image.rgb2y (luma of the gamma-encoded
+    RGB in [0, 1]) minus the training set's mean. For a gray pixel luma and L are
+    one value seen two ways (the CIE lightness of the sRGB-decoded value), so this
+    inverts L exactly; for a colour photo it gives the gray of the same lightness."""
+
+    def __init__(self, mean=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = float(mean)
+
+    def call(self, x):
+        lightness = ops.clip(ops.cast(x, "float32"), 0.0, 1.0) * 100.0
+        f = (lightness + 16.0) / 116.0
+        # CIE f^-1 (t^3 above 6/29, linear below), then the sRGB encoding.
+        y = ops.where(f > 6.0 / 29.0, f * f * f, (116.0 * f - 16.0) * (27.0 / 24389.0))
+        y = ops.maximum(y, 0.0)
+        v = ops.where(y > 0.0031308, 1.055 * ops.power(ops.maximum(y, 0.0031308), 1 / 2.4)
+                      - 0.055, 12.92 * y)
+        return ops.cast(v - self.mean, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean}
+
+
+def _resize_axis(x, axis, size):
+    """Bilinear resampling of x along `axis` to `size` samples (a tensor or int),
+    half-pixel centres and clamped edges (OpenCV's INTER_LINEAR, Torch's
+    image.scale), by gathering: sizes known only at run time need no Python ints."""
+    n = ops.shape(x)[axis]
+    scale = ops.cast(n, "float32") / ops.cast(size, "float32")
+    src = (ops.cast(ops.arange(size), "float32") + 0.5) * scale - 0.5
+    src = ops.clip(src, 0.0, ops.cast(n - 1, "float32"))
+    low = ops.floor(src)
+    frac = src - low
+    low = ops.cast(low, "int32")
+    high = ops.minimum(low + 1, n - 1)
+    shape = [1] * len(x.shape)
+    shape[axis] = -1
+    frac = ops.cast(ops.reshape(frac, shape), x.dtype)
+    a, b = ops.take(x, low, axis=axis), ops.take(x, high, axis=axis)
+    return a + (b - a) * frac
+
+
+def _rounded_multiple(n, multiple):
+    """n rounded to the nearest multiple (at least one multiple), as Torch's
+    torch.round(n / 8) * 8 in colorize.lua."""
+    k = ops.cast(ops.floor(ops.cast(n, "float32") / multiple + 0.5), "int32")
+    return ops.maximum(k, 1) * multiple
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResizeToMultiple(keras.layers.Layer):
+    """Rescales height and width (bilinear) to the nearest multiple of `multiple`:
+    how Iizuka et al.'s release prepares an image of any size for its local path
+    (colorize.lua rescales; this project's own networks pad, PadToMultiple)."""
+
+    def __init__(self, multiple=8, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = multiple
+
+    def call(self, x):
+        x = _resize_axis(x, 1, _rounded_multiple(ops.shape(x)[1], self.multiple))
+        return _resize_axis(x, 2, _rounded_multiple(ops.shape(x)[2], self.multiple))
+
+    def compute_output_shape(self, input_shape):
+        def size(n):
+            return None if n is None else max(1, int(n / self.multiple + 0.5)) * self.multiple
+        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResizeToFractionOf(keras.layers.Layer):
+    """Rescales a map (bilinear) to ceil(H/divisor) x ceil(W/divisor) of the reference
+    image: the output side of ResizeToMultiple, as CropToFractionOf is of
+    PadToMultiple (the release's output is scaled to the photo, colorize.lua)."""
+
+    def __init__(self, divisor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.divisor = divisor
+
+    def call(self, inputs):
+        x, reference = inputs
+        h = (ops.shape(reference)[1] + self.divisor - 1) // self.divisor
+        w = (ops.shape(reference)[2] + self.divisor - 1) // self.divisor
+        return _resize_axis(_resize_axis(x, 1, h), 2, w)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+
+        def part(n):
+            return None if n is None else (n + self.divisor - 1) // self.divisor
+        return (x_shape[0], part(ref_shape[1]), part(ref_shape[2]), x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "divisor": self.divisor}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class VGGGrayInput(keras.layers.Layer):
     """L / 100 (B, H, W, 1) -> the gray image as VGG-16 reads it: 0-255 in three
     (B, G, R) channels, each with its ImageNet mean subtracted."""
@@ -272,10 +374,17 @@ FUSED_BATCH_NORM = True
 class LayerFactory:
     """Creates each named layer once (a fresh build) or fetches it from a built
     model, so one builder wires both a training model and its any-size twin with
-    the same layers and weights."""
+    the same layers and weights.
 
-    def __init__(self, width=1.0, model=None):
+    release: None for this project's own networks, else the conventions of a
+    converted published model (a dict; {} when fetched from a model): its stride-2
+    convolutions pad one pixel on every side (Caffe's and Torch's pad 1, where
+    Keras's "same" pads only the bottom and right of an even size) and its batch
+    norms use `epsilon`."""
+
+    def __init__(self, width=1.0, model=None, release=None, epsilon=1e-3):
         self.width, self.model, self.cache = width, model, {}
+        self.release, self.epsilon = release, epsilon
 
     def ch(self, n):
         """n channels scaled by the width (at least 1)."""
@@ -288,13 +397,19 @@ class LayerFactory:
             self.cache[name] = factory()
         return self.cache[name]
 
-    def batch_norm(self, name, epsilon=1e-3):
+    def batch_norm(self, name, epsilon=None):
         kind = BatchNormalization if FUSED_BATCH_NORM else keras.layers.BatchNormalization
+        epsilon = self.epsilon if epsilon is None else epsilon
         return self.get(name, lambda: kind(momentum=BN_MOMENTUM, epsilon=epsilon, name=name))
 
     def conv_bn_relu(self, x, name, filters, stride=1):
+        padding = "same"
+        if self.release is not None and stride > 1:
+            x = self.get(name + "_pad", lambda: keras.layers.ZeroPadding2D(
+                1, name=name + "_pad"))(x)
+            padding = "valid"
         conv = self.get(name, lambda: keras.layers.Conv2D(
-            self.ch(filters), 3, strides=stride, padding="same", name=name))
+            self.ch(filters), 3, strides=stride, padding=padding, name=name))
         relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
         return relu(self.batch_norm(name + "_bn")(conv(x)))
 

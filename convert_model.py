@@ -10,11 +10,11 @@ networks, recognising each file by its content.
 
 Supported: Zhang et al. 2016's Caffe release (the caffemodel, with or without
 rebalancing; the prototxt is optional and checked when given; pts_in_hull.npy
-gives the 313 bins) and Iizuka et al. 2016's Torch 7 release (colornet.t7,
-colornet_imagenet.t7; read with the torchfile package). Zhang et al.'s PyTorch
-checkpoint is recognised and refused with a line saying so (not converted). A file
-that is none of these, damaged or truncated gives one line and exit 2, and
-nothing is written.
+gives the 313 bins), their PyTorch release (colorization_release_v2-9b330a0b.pth,
+read without torch and without running the pickle's code) and Iizuka et al.
+2016's Torch 7 release (colornet.t7, colornet_imagenet.t7; read with the torchfile
+package). A file that is none of these, damaged or truncated gives one line and
+exit 2, and nothing is written.
 """
 
 import argparse
@@ -68,8 +68,10 @@ def convert(sources, out):
                                  "it alone")
             return _convert_torch7(path, out)
         if kind == "pytorch":
-            raise ValueError(f"{path}: a PyTorch file; Zhang et al.'s PyTorch checkpoint is "
-                             "not converted (their Caffe release is)")
+            if len(sources) > 1:
+                raise ValueError(f"{path}: Zhang et al.'s PyTorch release is one file; give "
+                                 "it alone")
+            return _convert_pytorch(path, out)
         if kind == "unknown":
             raise ValueError(f"{path}: not a caffemodel, prototxt, .npy, Torch 7 or PyTorch "
                              "file")
@@ -102,6 +104,21 @@ def convert(sources, out):
             f"{info['bins']} ab bins, annealed mean at T = {info['temperature']:.4f}")
 
 
+def _convert_pytorch(path, out):
+    from colorization.atomic_io import replace_atomic
+    from colorization.caffe_format import CaffeError
+    from colorization.published import zhang_pytorch_model
+    from colorization.pytorch_format import PyTorchError, read_state_dict
+
+    try:
+        model, info = zhang_pytorch_model(read_state_dict(path))
+    except (PyTorchError, CaffeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    replace_atomic(out, model.save, suffix=".keras")
+    return (f"wrote {out}: Zhang et al. 2016 (PyTorch release), width {info['width']:g}, "
+            f"{info['bins']} ab bins, softmax mean (T = {info['temperature']:g})")
+
+
 def _convert_torch7(path, out):
     from colorization.atomic_io import replace_atomic
     from colorization.published_torch import iizuka_torch_model
@@ -122,8 +139,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     quiet.add_verbose_flag(p)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="the release's files: caffemodel, prototxt and pts_in_hull.npy "
-                   "(Zhang et al.), or colornet.t7 (Iizuka et al.)")
+                   help="the release's files: caffemodel, prototxt and pts_in_hull.npy, or "
+                   "the .pth (Zhang et al.); colornet.t7 (Iizuka et al.)")
     p.add_argument("--out", required=True, metavar="NAME.keras")
     args = p.parse_args(argv)
     if not args.out.endswith(".keras"):

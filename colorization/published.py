@@ -1,5 +1,13 @@
 """The authors' published models, converted into this project's networks.
 
+Zhang et al. 2016, PyTorch release (colorization_release_v2-9b330a0b.pth, the
+state_dict of their colorizers/eccv16.py): the same network as the Caffe
+release, named model1..model8 (nn.Sequential: convolutions at even indices,
+ReLU between, nn.BatchNorm2d closing blocks 1-7, with scale and shift) and
+model_out, a 1x1 convolution without bias from the 313 softmax probabilities to
+ab / 110; it reads (L - 50) / 100 and applies no temperature (the softmax of the
+logits as they are: T = 1). The bins are model_out's weights times 110.
+
 Zhang et al. 2016, Caffe release (colorization_deploy_v2.prototxt,
 colorization_release_v2.caffemodel or its _norebal twin, pts_in_hull.npy). Facts
 of the release this conversion follows:
@@ -150,3 +158,76 @@ def zhang_caffe_model(caffemodel, prototxt=None, pts=None):
         layer.set_weights(values)
     return model, {"width": width, "temperature": caffe["temperature"],
                    "bins": len(caffe["bins"])}
+
+
+PYTORCH_AB_NORM = 110.0  # eccv16.py's unnormalize_ab: ab = output * 110
+
+
+def zhang_pytorch_model(state):
+    """A Keras model (zhang.py wired as the release) with the weights of a read
+    state_dict of Zhang et al.'s PyTorch release; returns (model, info)."""
+    import keras
+
+    from colorization import ab_bins, zhang
+    from colorization.layers import LayerFactory
+
+    def get(name, ndim=None):
+        value = state.get(name)
+        if value is None:
+            raise CaffeError(f"no {name!r} in the state_dict: not Zhang et al.'s ECCV16 "
+                             "generator (model1..model8, model_out)")
+        if ndim is not None and value.ndim != ndim:
+            raise CaffeError(f"{name} has shape {value.shape}, not {ndim}-d")
+        return value.astype(np.float32)
+
+    out_w = get("model_out.weight", 4)
+    if out_w.shape[:2] != (2, 313):
+        raise CaffeError(f"model_out.weight has shape {out_w.shape}; the release maps 313 "
+                         "bins to ab (2, 313, 1, 1)")
+    first = get("model1.0.weight", 4)
+    if first.shape[1] != 1:
+        raise CaffeError(f"model1.0.weight has shape {first.shape}; the release reads one "
+                         "channel (L)")
+    width = first.shape[0] / 64.0
+    caffe = {"bins": out_w[:, :, 0, 0].T * PYTORCH_AB_NORM, "temperature": 1.0,
+             "input_scale": 1.0, "input_offset": -0.5}
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        model = zhang.build(LayerFactory(width), ab_bins.AB_BINS, 224, caffe=caffe)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+    def put(layer_name, values, source):
+        layer = model.get_layer(layer_name)
+        want = [tuple(w.shape) for w in layer.get_weights()]
+        got = [tuple(v.shape) for v in values]
+        if got != want:
+            raise CaffeError(f"{source}: weights of shape {got}, the network at width "
+                             f"{width:g} needs {want}")
+        layer.set_weights(values)
+
+    used = {"model_out.weight"}
+    for b, (block, convs) in enumerate(BLOCKS, 1):
+        for i in range(len(convs)):
+            key = f"model{b}.{2 * i}"
+            put(f"{block}_{i + 1}", [get(key + ".weight", 4).transpose(2, 3, 1, 0),
+                                     get(key + ".bias", 1)], key)
+            used |= {key + ".weight", key + ".bias"}
+        key = f"model{b}.{2 * len(convs)}"
+        names = [f"{key}.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
+        put(f"{block}_bn", [get(n, 1) for n in names], key)
+        used |= set(names) | {key + ".num_batches_tracked"}
+    rows = [("model8.0", "conv8_1", (2, 3, 1, 0))]
+    rows += [(f"model8.{2 * i}", f"conv8_{i + 1}", (2, 3, 1, 0)) for i in range(1, 1 + len(CONV8))]
+    for key, ours, order in rows:  # the transposed one: (in, out, kh, kw) -> (kh, kw, out, in)
+        put(ours, [get(key + ".weight", 4).transpose(order), get(key + ".bias", 1)], key)
+        used |= {key + ".weight", key + ".bias"}
+    key = f"model8.{2 * (1 + len(CONV8))}"
+    put("ab_bins", [get(key + ".weight", 4).transpose(2, 3, 1, 0), get(key + ".bias", 1)], key)
+    used |= {key + ".weight", key + ".bias"}
+    extra = sorted(set(state) - used)
+    if extra:
+        raise CaffeError(f"the state_dict holds {len(extra)} tensors the release does not "
+                         f"(first: {extra[0]}); another network")
+    return model, {"width": width, "temperature": 1.0, "bins": 313}

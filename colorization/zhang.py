@@ -49,9 +49,12 @@ CAFFE_BN_EPSILON = 1e-5
 
 def _network(layers, x, output, caffe=None):
     """L/100 (padded to a multiple of 8) -> logits (B, H/4, W/4, Q). caffe: None, or
-    {"bins": (313, 2), "temperature": T} for the Caffe release's wiring."""
-    if caffe is not None:
-        x = layers.get(CAFFE_INPUT, lambda: ScaleShift(100.0, -50.0, name=CAFFE_INPUT))(x)
+    {"bins": (313, 2), "temperature": T} for the Caffe release's wiring (and
+    "input_scale", "input_offset" for the PyTorch release's input)."""
+    if caffe is not None:  # Caffe reads L - 50; the PyTorch release (L - 50) / 100
+        x = layers.get(CAFFE_INPUT, lambda: ScaleShift(
+            caffe.get("input_scale", 100.0), caffe.get("input_offset", -50.0),
+            name=CAFFE_INPUT))(x)
     for block, convs in BLOCKS:
         for i, (filters, stride, dilation) in enumerate(convs, 1):
             name = f"{block}_{i}"

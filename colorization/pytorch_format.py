@@ -1,0 +1,123 @@
+"""Reading PyTorch checkpoints (torch.save's zip format) without torch, and without
+running any code from the file.
+
+A checkpoint is a zip archive: `PREFIX/data.pkl`, a pickle of the saved object
+(for a state_dict, an OrderedDict of tensors), and `PREFIX/data/KEY`, the raw
+little-endian bytes of each storage, which the pickle names through persistent
+ids ('storage', storage type, KEY, location, numel). A pickle can name any Python
+callable; this reader's unpickler resolves only the few names a state_dict needs
+(OrderedDict, torch's tensor rebuilders and storage types) to functions of its own
+that build NumPy arrays, and refuses every other name, so nothing in the file is
+ever imported or called.
+"""
+
+import collections
+import io
+import pickle
+import zipfile
+
+import numpy as np
+
+
+class PyTorchError(ValueError):
+    """A file that is not a readable PyTorch checkpoint; str() is the one-line reason."""
+
+
+_STORAGES = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
+             "HalfStorage": np.float16, "LongStorage": np.int64, "IntStorage": np.int32,
+             "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+             "BoolStorage": np.bool_}
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name, self.dtype = name, np.dtype(_STORAGES[name])
+
+
+def _rebuild_tensor(storage, offset, size, stride, *_):
+    """torch._utils._rebuild_tensor_v2, as a NumPy array of its own (checked bounds)."""
+    size, stride = tuple(int(n) for n in size), tuple(int(s) for s in stride)
+    if len(size) != len(stride) or min(size + stride + (offset,), default=0) < 0:
+        raise PyTorchError("a tensor with negative sizes or strides")
+    if not size:
+        return storage[offset:offset + 1].reshape(()).copy()
+    if 0 in size:
+        return np.empty(size, storage.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+    if last >= storage.size:
+        raise PyTorchError("a tensor reaches past its storage (a damaged file)")
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
+                                           strides=[s * storage.itemsize for s in stride])
+    return np.array(view)
+
+
+def _rebuild_parameter(data, *_):
+    return data
+
+
+_ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter}
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data, archive, prefix):
+        super().__init__(io.BytesIO(data))
+        self.archive, self.prefix, self.storages = archive, prefix, {}
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGES:
+            return _StorageType(name)
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        raise PyTorchError(f"the checkpoint names {module}.{name}, which a state_dict does "
+                           "not hold (refused, not run)")
+
+    def persistent_load(self, pid):
+        if (not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage"
+                or not isinstance(pid[1], _StorageType)):
+            raise PyTorchError("an unexpected persistent id in the checkpoint")
+        kind, key, numel = pid[1], str(pid[2]), int(pid[4])
+        if key not in self.storages:
+            name = f"{self.prefix}data/{key}"
+            try:
+                raw = self.archive.read(name)
+            except KeyError:
+                raise PyTorchError(f"the storage {key} is missing from the archive") from None
+            if numel < 0 or len(raw) < numel * kind.dtype.itemsize:
+                raise PyTorchError(f"the storage {key} holds {len(raw)} bytes, fewer than its "
+                                   f"{numel} elements need (truncated)")
+            self.storages[key] = np.frombuffer(raw, kind.dtype, count=numel)
+        return self.storages[key]
+
+
+def read_state_dict(path):
+    """{name: NumPy array} of a torch.save'd state_dict (zip format), or PyTorchError."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise PyTorchError(f"not a PyTorch zip checkpoint ({e})") from None
+    with archive:
+        names = archive.namelist()
+        pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise PyTorchError("not a PyTorch checkpoint (a zip archive without one "
+                               "PREFIX/data.pkl)")
+        prefix = pickles[0][: -len("data.pkl")]
+        if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder") != b"little":
+            raise PyTorchError("a big-endian checkpoint (not supported)")
+        try:
+            state = _Unpickler(archive.read(pickles[0]), archive, prefix).load()
+        except PyTorchError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+                IndexError, KeyError, zipfile.BadZipFile, MemoryError, RecursionError) as e:
+            raise PyTorchError(f"not a readable PyTorch checkpoint ({type(e).__name__}: "
+                               f"{str(e)[:80]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(
+            state["state_dict"], dict):
+        state = state["state_dict"]  # a training checkpoint that holds one
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items()):
+        raise PyTorchError("the checkpoint is not a state_dict (names to tensors)")
+    return dict(state)

@@ -1,0 +1,103 @@
+"""convert_model.py on Zhang et al.'s PyTorch release layout, checked against what
+real PyTorch computed: tests/fixtures/zhang_pytorch/ holds a state_dict written by
+torch.save and the module's own outputs on a real photo (make.py there says how;
+torch is not needed to run these tests)."""
+
+import os
+import zipfile
+
+import cv2
+import numpy as np
+from conftest import ROOT, run_main
+
+import convert_model
+import model_transform
+from colorization import systems
+from colorization.inference import load_model
+
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "zhang_pytorch")
+CHECKPOINT = os.path.join(FIXTURES, "eccv16-w0125.pth")
+PAYLOAD_MARK = "/tmp/colorization-payload-ran"
+
+
+def convert(*args):
+    return run_main(convert_model.main, [str(a) for a in args])
+
+
+def test_converted_release_equals_pytorchs_own_output(tmp_path):
+    out = tmp_path / "zhang-pytorch.keras"
+    done = convert(CHECKPOINT, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "PyTorch release" in done.stdout and "width 0.125" in done.stdout
+    ref = np.load(os.path.join(FIXTURES, "reference.npz"))
+    model = load_model(str(out))  # safe mode
+    logits = np.asarray(model(ref["lightness"][None, ..., None] / 100.0)["ab_bins"])[0]
+    want = ref["logits"].transpose(1, 2, 0)
+    # Measured: 5.1e-7 of the largest logit (22.6); 1.7e-4 ab units after decoding.
+    assert np.max(np.abs(logits - want)) <= 1e-4 * np.max(np.abs(want))
+    _, space = systems.of_model(model)
+    ab = systems.decoded_ab01({"ab_bins": logits[None]}, output=space)[0] * 255.0 - 128.0
+    assert np.max(np.abs(ab - ref["ab"].transpose(1, 2, 0))) <= 0.05
+    assert np.std(want) > 1.0 and np.std(ref["ab"]) > 5.0  # the reference is not flat
+
+    photo = tmp_path / "wide.jpg"
+    cv2.imwrite(str(photo), cv2.resize(cv2.imread(os.path.join(
+        ROOT, "resources", "photos", "astronaut.jpg")), (301, 173)))
+    colorized = run_main(model_transform.main, [str(photo), "--model", str(out)])
+    assert colorized.returncode == 0, colorized.stderr
+    assert cv2.imread(str(tmp_path / "wide_color.jpg")).shape == (173, 301, 3)
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_never_run(tmp_path):
+    if os.path.exists(PAYLOAD_MARK):
+        os.remove(PAYLOAD_MARK)
+    out = tmp_path / "m.keras"
+    done = convert(os.path.join(FIXTURES, "payload.pth"), "--out", out)
+    assert done.returncode == 2 and "system" in done.stderr and "refused" in done.stderr
+    assert not os.path.exists(PAYLOAD_MARK)  # torch.load(weights_only=False) creates it
+    assert not out.exists()
+
+
+def test_bad_pytorch_files_give_one_line_and_write_nothing(tmp_path):
+    with open(CHECKPOINT, "rb") as f:
+        data = f.read()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    with zipfile.ZipFile(CHECKPOINT) as src:
+        items = [(i, src.read(i.filename)) for i in src.infolist()]
+
+    def rewrite(name, change):
+        with zipfile.ZipFile(tmp_path / name, "w") as dst:
+            for item, payload in items:
+                payload = change(item.filename, payload)
+                if payload is not None:
+                    dst.writestr(item, payload)
+
+    rewrite("short_storage.pth", lambda n, d: d[:10] if n.endswith("/data/0") else d)
+    rewrite("no_pickle.pth", lambda n, d: None if n.endswith("data.pkl") else d)
+    import colorization.pytorch_format as pf
+
+    state = pf.read_state_dict(CHECKPOINT)
+    assert "model1.4.running_var" in state
+    out = tmp_path / "m.keras"
+    cases = {"truncated.pth": "PyTorch", "short_storage.pth": "truncated",
+             "no_pickle.pth": "data.pkl"}
+    for name, words in cases.items():
+        done = convert(tmp_path / name, "--out", out)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, (name, done.stderr)
+        assert len(lines) == 1 and lines[0].startswith("convert_model.py: error:"), (name, lines)
+        assert words in lines[0], (name, lines[0])
+        assert not out.exists(), name
+    # A state_dict of another network is named as such (checked on the mapping).
+    from colorization.caffe_format import CaffeError
+    from colorization.published import zhang_pytorch_model
+
+    for change in ({"extra.weight": np.zeros(3, np.float32)}, {"model1.0.weight": None}):
+        other = {**state, **change}
+        other = {k: v for k, v in other.items() if v is not None}
+        try:
+            zhang_pytorch_model(other)
+        except CaffeError as e:
+            assert "extra.weight" in str(e) or "model1.0.weight" in str(e), str(e)
+        else:
+            raise AssertionError(f"{change} was converted")

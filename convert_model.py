@@ -52,7 +52,25 @@ def kind_of(path, head):
     return "unknown"
 
 
-def convert(sources, out):
+def read_class_names(path):
+    """Scene names, one a line in output order: plain names, or the Places205 list's
+    '/a/abbey 0' lines (the path's last parts, ordered by the index)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the class names ({e})") from None
+    rows = [line.rsplit(None, 1) for line in lines]
+    if rows and all(len(r) == 2 and r[1].isdigit() for r in rows):
+        rows.sort(key=lambda r: int(r[1]))
+        if [int(r[1]) for r in rows] != list(range(len(rows))):
+            raise ValueError(f"{path}: the class indices are not 0..{len(rows) - 1}")
+        lines = [r[0] for r in rows]
+    return [name[3:] if len(name) > 3 and name[0] == "/" and name[2] == "/" else name
+            for name in lines]
+
+
+def convert(sources, out, class_names=()):
     """Converts; returns the summary line. ValueError (CaffeError) with the reason."""
     from colorization import caffe_format
     from colorization.published import read_pts, zhang_caffe_model
@@ -66,7 +84,7 @@ def convert(sources, out):
             if len(sources) > 1:
                 raise ValueError(f"{path}: Iizuka et al.'s Torch 7 release is one file; give "
                                  "it alone")
-            return _convert_torch7(path, out)
+            return _convert_torch7(path, out, class_names)
         if kind == "pytorch":
             if len(sources) > 1:
                 raise ValueError(f"{path}: Zhang et al.'s PyTorch release is one file; give "
@@ -78,6 +96,8 @@ def convert(sources, out):
         if kind in found:
             raise ValueError(f"two {kind} files given ({found[kind][0]} and {path})")
         found[kind] = (path, data)
+    if class_names:
+        raise ValueError("--class-names is for a scene head; Zhang et al.'s network has none")
     if "caffemodel" not in found:
         raise ValueError("no .caffemodel among the sources (the weights of Zhang et al.'s "
                          "release)")
@@ -119,13 +139,13 @@ def _convert_pytorch(path, out):
             f"{info['bins']} ab bins, softmax mean (T = {info['temperature']:g})")
 
 
-def _convert_torch7(path, out):
+def _convert_torch7(path, out, class_names=()):
     from colorization.atomic_io import replace_atomic
     from colorization.published_torch import iizuka_torch_model
     from colorization.torch7_format import Torch7Error, read
 
     try:
-        model, info = iizuka_torch_model(read(path))
+        model, info = iizuka_torch_model(read(path), class_names)
     except Torch7Error as e:
         raise ValueError(f"{path}: {e}") from None
     replace_atomic(out, model.save, suffix=".keras")
@@ -142,6 +162,9 @@ def main(argv=None):
                    help="the release's files: caffemodel, prototxt and pts_in_hull.npy, or "
                    "the .pth (Zhang et al.); colornet.t7 (Iizuka et al.)")
     p.add_argument("--out", required=True, metavar="NAME.keras")
+    p.add_argument("--class-names", metavar="FILE",
+                   help="the scene head's class names for --top-k, one a line (or the "
+                   "Places205 list's '/a/abbey 0' lines); Iizuka et al.'s release")
     args = p.parse_args(argv)
     if not args.out.endswith(".keras"):
         p.error("--out must end in .keras")
@@ -152,7 +175,8 @@ def main(argv=None):
             print(f"convert_model.py: error: {path}: {why}", file=sys.stderr)
             return 2
     try:
-        print(convert(args.sources, args.out))
+        names = read_class_names(args.class_names) if args.class_names else ()
+        print(convert(args.sources, args.out, names))
     except ValueError as e:
         print(f"convert_model.py: error: {e}", file=sys.stderr)
         return 2

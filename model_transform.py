@@ -359,7 +359,7 @@ def prepare_model(args, model_path):
         reference = network_input(ref_pixels, args.max_side)
     colorizer = Colorizer(model, with_reference=reference is not None,
                           temperature=args.temperature)
-    return colorizer, reference, class_names_for(model_path, colorizer.num_classes)
+    return colorizer, reference, class_names_for(model_path, colorizer.num_classes, model)
 
 
 def run(args):

@@ -22,6 +22,7 @@ from colorization.layers import (
     Fusion,
     LayerFactory,
     LightnessToLuma,
+    NamedClasses,
     PadToMultiple,
     ResizeToFractionOf,
     ResizeToMultiple,
@@ -124,6 +125,11 @@ def local_to_colour(layers, low, features, output):
 
 def class_head(layers, fc512, num_classes):
     x = layers.dense_bn_relu(fc512, "class_fc1", CLASS_HIDDEN)
+    names = (layers.release or {}).get("class_names")
+    if names:  # a converted release whose scene names were given (NamedClasses)
+        return layers.get("scene", lambda: NamedClasses(
+            num_classes, class_names=names, activation="softmax", dtype="float32",
+            name="scene"))(x)
     return layers.get("scene", lambda: keras.layers.Dense(num_classes, activation="softmax",
                                                           dtype="float32", name="scene"))(x)
 
@@ -156,10 +162,12 @@ def build(layers, gray, global_size, num_classes, output, name="iizuka2016"):
     return keras.Model(gray, _outputs(layers, colour, fc512, num_classes, output), name=name)
 
 
-def build_torch_release(width, num_classes, mean):
+def build_torch_release(width, num_classes, mean, class_names=()):
     """The network wired as Iizuka et al.'s Torch release computes it, at 224 x 224,
-    float32 and untrained (published_torch.py sets its weights)."""
-    layers = LayerFactory(width, release={"mean": float(mean)}, epsilon=TORCH_BN_EPSILON)
+    float32 and untrained (published_torch.py sets its weights); class_names: the
+    scene head's, carried by the model."""
+    layers = LayerFactory(width, release={"mean": float(mean), "class_names": list(class_names)},
+                          epsilon=TORCH_BN_EPSILON)
     gray = keras.Input((224, 224, 1), name="gray")
     return build(layers, gray, 224, num_classes, AB)
 

@@ -73,11 +73,16 @@ def load_model(path):
     return model
 
 
-def class_names_for(model_path, num_classes):
-    """Scene names saved by model_train.py beside the model, else 'class k'."""
+def class_names_for(model_path, num_classes, model=None):
+    """Scene names the model carries (a converted release's NamedClasses), else
+    those model_train.py saved beside it, else 'class k'."""
     path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
     names = []
-    if os.path.exists(path):
+    scene = next((layer for layer in (model.layers if model is not None else ())
+                  if layer.name == "scene"), None)
+    if getattr(scene, "class_names", None):
+        names = list(scene.class_names)
+    elif os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             names = json.load(f).get("class_names") or []
     if len(names) != num_classes:

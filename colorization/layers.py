@@ -224,6 +224,20 @@ class ResizeToFractionOf(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class NamedClasses(keras.layers.Dense):
+    """A scene head's last Dense layer that carries its classes' names, so a
+    converted published model names its scenes (--top-k) without a run's
+    config.json beside it."""
+
+    def __init__(self, units, class_names=(), **kwargs):
+        super().__init__(units, **kwargs)
+        self.class_names = [str(n) for n in class_names]
+
+    def get_config(self):
+        return {**super().get_config(), "class_names": self.class_names}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class VGGGrayInput(keras.layers.Layer):
     """L / 100 (B, H, W, 1) -> the gray image as VGG-16 reads it: 0-255 in three
     (B, G, R) channels, each with its ImageNet mean subtracted."""

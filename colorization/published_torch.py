@@ -293,9 +293,10 @@ def _same_low_level(a, b):
     return True
 
 
-def iizuka_torch_model(top):
+def iizuka_torch_model(top, class_names=()):
     """A Keras model (iizuka.build_torch_release) with the weights of a read
-    colornet.t7; returns (model, info)."""
+    colornet.t7; class_names: the scene head's (as many as it has classes);
+    returns (model, info)."""
     import keras
 
     from colorization import iizuka
@@ -323,10 +324,13 @@ def iizuka_torch_model(top):
         raise Torch7Error("the global and local paths' low-level networks have different "
                           "weights; Iizuka et al.'s network shares them")
     num_classes = parts["class"][-1]["n_out"] if parts["class"] else 0
+    if class_names and len(class_names) != num_classes:
+        raise Torch7Error(f"{len(class_names)} class names given; the release's scene head "
+                          f"has {num_classes} classes")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")  # the release's float32 weights
     try:
-        model = iizuka.build_torch_release(width, num_classes, float(mean))
+        model = iizuka.build_torch_release(width, num_classes, float(mean), class_names)
     finally:
         keras.config.set_dtype_policy(previous)
     eps = iizuka.TORCH_BN_EPSILON

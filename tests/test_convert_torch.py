@@ -39,9 +39,14 @@ def small_release(tmp_path_factory):
     source = folder / "colornet.t7"
     top, order, outputs = write(source, width=0.25, seed=1, num_classes=5)
     out = folder / "colornet.keras"
-    done = convert(source, "--out", out)
+    names = folder / "categories.csv"  # the Places205 list's layout, out of order
+    names.write_text("/b/beach 1\n/a/abbey 0\n/c/coast 2\n/f/forest_path 3\n"
+                     "/a/apartment_building/outdoor 4\n", encoding="utf-8")
+    done = convert(source, "--out", out, "--class-names", names)
     assert done.returncode == 0, done.stderr
     assert "Torch 7 release" in done.stdout and "5-class scene head" in done.stdout
+    wrong = convert(source, "--out", folder / "x.keras", "--class-names", PHOTO)
+    assert wrong.returncode == 2 and not (folder / "x.keras").exists()
     return top, order, outputs, str(out)
 
 
@@ -107,7 +112,10 @@ def test_converted_release_colorizes_any_size_with_a_reference_and_evaluates(sma
                                              "--out", str(tmp_path / "styled.png"),
                                              "--reference", str(tmp_path / "style.png")])
     assert plain.returncode == 0 and styled.returncode == 0, plain.stderr + styled.stderr
-    assert "class " in plain.stdout  # the scene head's top 2
+    # The scene head's top 2, named from the list the model carries.
+    top_k = [ln for ln in plain.stdout.splitlines() if "%" in ln]
+    assert top_k and any(n in top_k[0] for n in ("abbey", "beach", "coast", "forest_path",
+                                                  "apartment_building/outdoor")), plain.stdout
     a, b = (cv2.imread(str(tmp_path / n)) for n in ("plain.png", "styled.png"))
     assert a.shape == b.shape == (173, 301, 3)
     lab_a = cv2.cvtColor(a, cv2.COLOR_BGR2Lab).astype(np.float32)

@@ -146,13 +146,25 @@ def image_size(data):
         Image.MAX_IMAGE_PIXELS = limit
 
 
+# No image format holds anywhere near a million pixels in one byte: deflate's 1032:1 on
+# a 1-bit PNG's rows gives about 8,300, LZW (GIF, TIFF) about 2,700, a JPEG a few
+# hundred, CCITT G4 on a blank fax page about 240,000. A header claiming more than
+# that for each byte of the file describes pixels the file cannot hold.
+MAX_PIXELS_PER_BYTE = 1_000_000
+
+
 def check_pixel_limit(data, max_pixels):
-    """ImageError if the header says the image has more than max_pixels pixels."""
+    """ImageError if the header says the image has more than max_pixels pixels, or
+    more than its bytes could hold (a bomb under the limit); 0: no check."""
     size = image_size(data) if max_pixels else None
     if size and size[0] * size[1] > max_pixels:
         raise ImageError(f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels is over the "
                          f"limit of {max_pixels:,} (--max-pixels; a guard against "
                          "decompression bombs)")
+    if size and size[0] * size[1] > MAX_PIXELS_PER_BYTE * len(data):
+        raise ImageError(f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels claimed in "
+                         f"{len(data):,} bytes, more than any image format holds (a "
+                         "decompression bomb)")
 
 
 def to_float(image):

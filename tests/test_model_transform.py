@@ -1,5 +1,6 @@
 """model_transform.py: any size, alpha, L preserved, reference, batch mode, bad input."""
 
+import io
 import json
 import os
 
@@ -312,6 +313,34 @@ def test_bombs_of_every_format_are_refused_from_their_header(tmp_path, model_pat
     proc = transform(str(good), "--reference", str(bomb), "--overwrite", "--model", model_path,
                      *limit)
     assert proc.returncode == 1 and "over the limit" in proc.stderr and "reference" in proc.stderr
+
+
+def test_a_bomb_under_the_pixel_limit_is_refused_by_its_size_and_a_real_large_image_is_not(
+        tmp_path, model_path):
+    import bombs
+
+    from colorization.image_io import ImageError, check_pixel_limit
+
+    bomb = tmp_path / "bomb.gif"
+    bomb.write_bytes(bombs.gif_bomb())  # 20000 x 20000 (under the default limit) in 62 bytes
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), colourful_image(np.random.default_rng(16)))
+    proc = transform(str(bomb), str(good), "--model", model_path)  # the default limit
+    assert proc.returncode == 1 and "decompression bomb" in errors(proc)[0], proc.stderr
+    assert "claimed in 62 bytes" in errors(proc)[0]
+    assert (tmp_path / "good_color.png").exists()
+    # Real, very compressible large images pass: a flat 6000 x 4000 PNG (measured 300
+    # pixels a byte) and a blank 1-bit 20000 x 20000 PNG, the most compact kind (8,200).
+    flat = cv2.imencode(".png", np.full((4000, 6000, 3), 120, np.uint8),
+                        [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+    check_pixel_limit(flat, 500_000_000)
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buffer, "PNG", optimize=True)
+    check_pixel_limit(buffer.getvalue(), 500_000_000)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        check_pixel_limit(bombs.gif_bomb(), 500_000_000)
 
 
 def test_reruns_skip_compare_figures_and_foreign_models_are_refused(tmp_path, model_path):

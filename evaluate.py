@@ -394,7 +394,7 @@ def main(argv=None):
     if not args.data and not args.images:
         p.error("give --data (a built dataset) or --images (a folder of colour photos)")
     from colorization.inference import ModelError
-    from read_input import DatasetError
+    from read_input import DatasetError, record_error_text
 
     for path in args.model:
         if not os.path.isfile(path):
@@ -411,7 +411,7 @@ def main(argv=None):
 
         if not isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
             raise
-        first = str(getattr(e, "message", e)).strip().splitlines()[0][:160]
+        first = record_error_text(e)
         print(f"evaluate.py: error: a record of {args.data} cannot be read ({first}); "
               f"`python read_input.py {args.data} --verify` names the damaged shard",
               file=sys.stderr)

@@ -697,7 +697,7 @@ def main(argv=None):
 
         if not isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
             raise
-        first = str(getattr(e, "message", e)).strip().splitlines()[0][:160]
+        first = read_input.record_error_text(e)
         print(f"model_train.py: error: a record of {args.data} cannot be read ({first}); "
               f"`python read_input.py {args.data} --verify` names the damaged shard and how "
               "to rebuild it; training resumes from the last saved step", file=sys.stderr)

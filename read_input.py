@@ -227,6 +227,16 @@ def decode_only_dataset(data_dir, split, batch_size):
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
+def record_error_text(error, limit=160):
+    """A TensorFlow error reading a record as one short line: its message without
+    the `{{function_node ...}}` prefix that names TensorFlow's own graph."""
+    import re
+
+    text = str(getattr(error, "message", error)).strip()
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return (text.splitlines() or [type(error).__name__])[0][:limit]
+
+
 def verify(data_dir, log=print):
     """Reads every record of every shard and decodes its image; returns the list of
     (shard, problem) found (empty: the dataset is whole) and logs each one."""
@@ -243,7 +253,7 @@ def verify(data_dir, log=print):
                         raise ValueError(f"record {count} is not a 3-channel image")
                     count += 1
             except (tf.errors.OpError, ValueError) as e:
-                problem = f"record {count}: {str(getattr(e, 'message', e)).splitlines()[0][:120]}"
+                problem = f"record {count}: {record_error_text(e, 120)}"
             if problem is None and count != _shard_count(data_dir, name):
                 problem = f"{count} records where the build wrote {_shard_count(data_dir, name)}"
             if problem:

@@ -292,3 +292,5 @@ def test_a_damaged_shard_stops_training_with_one_line_and_verify_names_it(tmp_pa
                    "--precision", "float32")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "--verify" in proc.stderr
+    # TensorFlow's own graph names ({{function_node ...}}) stay out of both lines.
+    assert "function_node" not in proc.stderr + check.stderr

@@ -80,10 +80,13 @@ class CropToFractionOf(keras.layers.Layer):
         super().__init__(**kwargs)
         self.divisor = divisor
 
+    def _size(self, reference):
+        return ((ops.shape(reference)[1] + self.divisor - 1) // self.divisor,
+                (ops.shape(reference)[2] + self.divisor - 1) // self.divisor)
+
     def call(self, inputs):
         x, reference = inputs
-        h = (ops.shape(reference)[1] + self.divisor - 1) // self.divisor
-        w = (ops.shape(reference)[2] + self.divisor - 1) // self.divisor
+        h, w = self._size(reference)
         return x[:, :h, :w, :]
 
     def compute_output_shape(self, input_shape):
@@ -103,6 +106,18 @@ class CropToHalfOf(CropToFractionOf):
 
     def __init__(self, divisor=2, **kwargs):
         super().__init__(divisor, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResizeToFractionOf(CropToFractionOf):
+    """Rescales a map (bilinear) to ceil(H/divisor) x ceil(W/divisor) of the reference
+    image: the output side of ResizeToMultiple, as CropToFractionOf is of
+    PadToMultiple (the release's output is scaled to the photo, colorize.lua)."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        h, w = self._size(reference)
+        return _resize_axis(_resize_axis(x, 1, h), 2, w)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -194,33 +209,6 @@ class ResizeToMultiple(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "multiple": self.multiple}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ResizeToFractionOf(keras.layers.Layer):
-    """Rescales a map (bilinear) to ceil(H/divisor) x ceil(W/divisor) of the reference
-    image: the output side of ResizeToMultiple, as CropToFractionOf is of
-    PadToMultiple (the release's output is scaled to the photo, colorize.lua)."""
-
-    def __init__(self, divisor=2, **kwargs):
-        super().__init__(**kwargs)
-        self.divisor = divisor
-
-    def call(self, inputs):
-        x, reference = inputs
-        h = (ops.shape(reference)[1] + self.divisor - 1) // self.divisor
-        w = (ops.shape(reference)[2] + self.divisor - 1) // self.divisor
-        return _resize_axis(_resize_axis(x, 1, h), 2, w)
-
-    def compute_output_shape(self, input_shape):
-        x_shape, ref_shape = input_shape
-
-        def part(n):
-            return None if n is None else (n + self.divisor - 1) // self.divisor
-        return (x_shape[0], part(ref_shape[1]), part(ref_shape[2]), x_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "divisor": self.divisor}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -32,6 +32,30 @@ from colorization.zhang import BLOCKS, CONV8
 RH_SCALE = 2.606  # the release's conv8_313_rh, where the file does not hold it
 
 
+def built_in_float32(build):
+    """build() under the float32 policy, whatever policy the process has (the
+    releases' weights are float32); the policy is put back for the caller."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        return build()
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def set_weights(model, layer_name, values, width, source, error=CaffeError):
+    """Sets a layer's weights after checking their shapes; `error` names the source."""
+    layer = model.get_layer(layer_name)
+    want = [tuple(w.shape) for w in layer.get_weights()]
+    got = [tuple(v.shape) for v in values]
+    if got != want:
+        raise error(f"{source}: weights of shape {got}, the network at width {width:g} "
+                    f"needs {want}")
+    layer.set_weights(values)
+
+
 def _caffe_conv_names():
     """[(caffe layer, our layer, stride, dilation, kind)] in network order."""
     rows = []
@@ -109,7 +133,6 @@ def read_pts(data):
 def zhang_caffe_model(caffemodel, prototxt=None, pts=None):
     """A Keras model (zhang.py wired as the release, caffe=...) with the weights of a
     parsed caffemodel (NetParameter); prototxt: the parsed deploy file, checked too."""
-    import keras
 
     from colorization import ab_bins, zhang
     from colorization.layers import LayerFactory
@@ -126,14 +149,8 @@ def zhang_caffe_model(caffemodel, prototxt=None, pts=None):
                          "channel (L)")
     width = first.shape[0] / 64.0
     caffe = {"bins": _bins(weights, pts), "temperature": _temperature(weights, prototxt)}
-    # The release's float32 weights build a float32 model, whatever policy the
-    # process had; the policy is put back for the caller.
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        model = zhang.build(LayerFactory(width), ab_bins.AB_BINS, 224, caffe=caffe)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model = built_in_float32(lambda: zhang.build(LayerFactory(width), ab_bins.AB_BINS, 224,
+                                                 caffe=caffe))
     for caffe_name, ours, _, _, kind in _caffe_conv_names():
         blobs = weights.get(caffe_name, (None, []))[1]
         layer = model.get_layer(ours)
@@ -151,11 +168,7 @@ def zhang_caffe_model(caffemodel, prototxt=None, pts=None):
                 raise CaffeError(f"{caffe_name} holds {len(blobs)} blobs; a convolution with "
                                  "bias has 2")
             values = [blobs[0].transpose(2, 3, 1, 0), blobs[1].reshape(-1)]
-        got = [tuple(v.shape) for v in values]
-        if got != want:
-            raise CaffeError(f"{caffe_name}: weights of shape {got}, the network at width "
-                             f"{width:g} needs {want}")
-        layer.set_weights(values)
+        set_weights(model, ours, values, width, caffe_name)
     return model, {"width": width, "temperature": caffe["temperature"],
                    "bins": len(caffe["bins"])}
 
@@ -166,7 +179,6 @@ PYTORCH_AB_NORM = 110.0  # eccv16.py's unnormalize_ab: ab = output * 110
 def zhang_pytorch_model(state):
     """A Keras model (zhang.py wired as the release) with the weights of a read
     state_dict of Zhang et al.'s PyTorch release; returns (model, info)."""
-    import keras
 
     from colorization import ab_bins, zhang
     from colorization.layers import LayerFactory
@@ -191,21 +203,11 @@ def zhang_pytorch_model(state):
     width = first.shape[0] / 64.0
     caffe = {"bins": out_w[:, :, 0, 0].T * PYTORCH_AB_NORM, "temperature": 1.0,
              "input_scale": 1.0, "input_offset": -0.5}
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        model = zhang.build(LayerFactory(width), ab_bins.AB_BINS, 224, caffe=caffe)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model = built_in_float32(lambda: zhang.build(LayerFactory(width), ab_bins.AB_BINS, 224,
+                                                 caffe=caffe))
 
     def put(layer_name, values, source):
-        layer = model.get_layer(layer_name)
-        want = [tuple(w.shape) for w in layer.get_weights()]
-        got = [tuple(v.shape) for v in values]
-        if got != want:
-            raise CaffeError(f"{source}: weights of shape {got}, the network at width "
-                             f"{width:g} needs {want}")
-        layer.set_weights(values)
+        set_weights(model, layer_name, values, width, source)
 
     used = {"model_out.weight"}
     for b, (block, convs) in enumerate(BLOCKS, 1):

@@ -29,6 +29,7 @@ to Keras's (H, W, C).
 import numpy as np
 
 from colorization import torch7_format as t7
+from colorization.published import built_in_float32, set_weights
 from colorization.torch7_format import Torch7Error
 
 CONVS = ("nn.SpatialConvolution", "nn.SpatialConvolutionMM", "cudnn.SpatialConvolution")
@@ -297,7 +298,6 @@ def iizuka_torch_model(top, class_names=()):
     """A Keras model (iizuka.build_torch_release) with the weights of a read
     colornet.t7; class_names: the scene head's (as many as it has classes);
     returns (model, info)."""
-    import keras
 
     from colorization import iizuka
 
@@ -327,22 +327,12 @@ def iizuka_torch_model(top, class_names=()):
     if class_names and len(class_names) != num_classes:
         raise Torch7Error(f"{len(class_names)} class names given; the release's scene head "
                           f"has {num_classes} classes")
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")  # the release's float32 weights
-    try:
-        model = iizuka.build_torch_release(width, num_classes, float(mean), class_names)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    model = built_in_float32(lambda: iizuka.build_torch_release(width, num_classes, float(mean),
+                                                                class_names))
     eps = iizuka.TORCH_BN_EPSILON
 
     def put(name, values):
-        layer = model.get_layer(name)
-        want = [tuple(w.shape) for w in layer.get_weights()]
-        got = [tuple(v.shape) for v in values]
-        if want != got:
-            raise Torch7Error(f"{name}: weights of shape {got}, the network at width {width:g} "
-                              f"needs {want}")
-        layer.set_weights(values)
+        set_weights(model, name, values, width, name, Torch7Error)
 
     def conv_bn(name, unit):
         put(name, [_conv_kernel(unit), _bias(unit)])

@@ -186,3 +186,14 @@ def colorized_chroma(source, result):
     lab_out = colorspace.rgb_to_lab(got[..., ::-1].astype(np.float32) / 255.0)
     assert np.abs(lab_out[..., 0] - lab_in[..., 0]).max() < 1.0
     return float(np.hypot(lab_out[..., 1], lab_out[..., 2]).mean())
+
+
+def assert_refused(proc, script, words, out, folder, case=""):
+    """A refusal as the scripts promise one: exit 2, one line `SCRIPT: error: ...`
+    holding `words`, `out` not written, no temporary file left in `folder`."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (case, proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"{script}: error:"), (case, lines)
+    assert words in lines[0], (case, lines[0])
+    assert not os.path.exists(out), case
+    assert not [n for n in os.listdir(folder) if n.startswith(".partial")], case

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from caffe_release import caffemodel, prototxt, pts_in_hull
-from conftest import ROOT, run_main
+from conftest import ROOT, assert_refused, run_main
 
 import convert_model
 import evaluate
@@ -124,13 +124,8 @@ def test_bad_files_give_one_line_and_write_nothing(tmp_path):
         "device": (["/dev/zero"], "not a regular file"),
     }
     for case, (sources, words) in cases.items():
-        done = run_convert(*sources, "--out", out)
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2, (case, done.stderr)
-        assert len(lines) == 1 and lines[0].startswith("convert_model.py: error:"), (case, lines)
-        assert words in lines[0], (case, lines[0])
-        assert not out.exists(), case
-        assert not [n for n in os.listdir(tmp_path) if n.startswith(".partial")], case
+        assert_refused(run_convert(*sources, "--out", out), "convert_model.py", words, out,
+                       tmp_path, case)
     # The small release converts, and without the prototxt too (the caffemodel
     # carries each layer's parameters).
     done = run_convert(paths["caffemodel"], paths["npy"], "--out", out)

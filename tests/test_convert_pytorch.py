@@ -8,7 +8,7 @@ import zipfile
 
 import cv2
 import numpy as np
-from conftest import ROOT, run_main
+from conftest import ROOT, assert_refused, run_main
 
 import convert_model
 import model_transform
@@ -82,12 +82,8 @@ def test_bad_pytorch_files_give_one_line_and_write_nothing(tmp_path):
     cases = {"truncated.pth": "PyTorch", "short_storage.pth": "truncated",
              "no_pickle.pth": "data.pkl"}
     for name, words in cases.items():
-        done = convert(tmp_path / name, "--out", out)
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2, (name, done.stderr)
-        assert len(lines) == 1 and lines[0].startswith("convert_model.py: error:"), (name, lines)
-        assert words in lines[0], (name, lines[0])
-        assert not out.exists(), name
+        assert_refused(convert(tmp_path / name, "--out", out), "convert_model.py", words, out,
+                       tmp_path, name)
     # A state_dict of another network is named as such (checked on the mapping).
     from colorization.caffe_format import CaffeError
     from colorization.published import zhang_pytorch_model

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch_release as tr
-from conftest import ROOT, run_main
+from conftest import ROOT, assert_refused, run_main
 
 import convert_model
 import evaluate
@@ -151,13 +151,8 @@ def test_bad_torch_files_give_one_line_and_write_nothing(tmp_path):
     cases = {"truncated.t7": "Torch 7", "cut_header.t7": "Torch 7", "noise.t7": "Torch 7",
              "table.t7": "gModule", "strided.t7": "stride", "overrun.t7": "storage"}
     for name, words in cases.items():
-        done = convert(tmp_path / name, "--out", out)
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2, (name, done.stderr)
-        assert len(lines) == 1 and lines[0].startswith("convert_model.py: error:"), (name, lines)
-        assert words in lines[0], (name, lines[0])
-        assert not out.exists(), name
-        assert not [n for n in os.listdir(tmp_path) if n.startswith(".partial")], name
+        assert_refused(convert(tmp_path / name, "--out", out), "convert_model.py", words, out,
+                       tmp_path, name)
     two = convert(good, good, "--out", out)
     assert two.returncode == 2 and "alone" in two.stderr
 

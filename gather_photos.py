@@ -658,6 +658,18 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.min_side < 1:
         p.error("--min-side must be positive")
+    # The folders are made before anything is fetched: one that cannot be is a usage
+    # error now, not a traceback after the downloads.
+    for flag, folder in (("--out", args.out), ("--cache", args.cache),
+                         ("--heldout", args.heldout)):
+        if folder is None:
+            continue
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            p.error(f"{flag} {folder}: is a file, not a folder")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            p.error(f"{flag} {folder}: cannot make the folder ({e.strerror or e})")
     return args
 
 

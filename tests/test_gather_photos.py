@@ -242,3 +242,17 @@ def test_gather_from_a_cached_wheel_dedupes_and_reports_a_missing_package(tmp_pa
     assert manifest["missing_packages"] == [
         {"package": "no-such-package-here",
          "reason": "apt-get not found (a Debian-based system is needed for this one)"}]
+
+
+def test_folders_that_cannot_be_made_are_usage_errors_before_any_download(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    for args, words in ((["--out", str(a_file)], "--out"),
+                        (["--out", str(tmp_path / "o"), "--cache", str(a_file)], "--cache"),
+                        (["--out", str(tmp_path / "o"), "--heldout", str(a_file)], "--heldout")):
+        with pytest.raises(SystemExit) as stop:
+            gather_photos.parse_args(args)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "error: " + words in err
+        assert "is a file, not a folder" in err

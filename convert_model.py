@@ -168,6 +168,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.out.endswith(".keras"):
         p.error("--out must end in .keras")
+    if os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a folder")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        p.error(f"--out {args.out}: its folder does not exist")
     for path in args.sources:
         if not os.path.isfile(path):
             why = ("is a folder" if os.path.isdir(path) else "not a regular file"
@@ -179,6 +183,10 @@ def main(argv=None):
         print(convert(args.sources, args.out, names))
     except ValueError as e:
         print(f"convert_model.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder without write permission
+        print(f"convert_model.py: error: cannot write {args.out} ({e.strerror or e}); nothing "
+              "was written", file=sys.stderr)
         return 2
     return 0
 

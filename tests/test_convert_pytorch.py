@@ -97,3 +97,23 @@ def test_bad_pytorch_files_give_one_line_and_write_nothing(tmp_path):
             assert "extra.weight" in str(e) or "model1.0.weight" in str(e), str(e)
         else:
             raise AssertionError(f"{change} was converted")
+
+
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    from colorization import atomic_io
+
+    folder = tmp_path / "taken.keras"
+    folder.mkdir()
+    for out, words in ((folder, "is a folder"), (tmp_path / "no" / "m.keras", "does not exist")):
+        done = convert(CHECKPOINT, "--out", out)
+        assert done.returncode == 2 and words in done.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in done.stderr
+
+    def refuse(*_, **__):  # the save fails as on a read-only folder (root writes anywhere)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic_io, "replace_atomic", refuse)
+    done = convert(CHECKPOINT, "--out", tmp_path / "m.keras")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "cannot write" in lines[0], lines
+    assert "Permission denied" in lines[0] and not (tmp_path / "m.keras").exists()

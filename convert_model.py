@@ -27,6 +27,10 @@ quiet.install()  # before TensorFlow's import: its start-up lines stay off stder
 
 NUMPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's format before PyTorch 1.6: a pickle of its magic number first
+# (colorization.pytorch_format.LEGACY_HEAD; repeated here so that telling a file's
+# kind imports nothing).
+LEGACY_TORCH_HEAD = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 def kind_of(path, head):
@@ -34,7 +38,7 @@ def kind_of(path, head):
     torch7, pytorch or unknown."""
     if head.startswith(NUMPY_MAGIC):
         return "npy"
-    if head.startswith(ZIP_MAGIC):
+    if head.startswith((ZIP_MAGIC, LEGACY_TORCH_HEAD)):
         return "pytorch"
     # Torch 7's binary serialization starts with an int32 type tag: 3 a table, 4 a
     # torch object (colorize.lua's file is a table of model and mean).

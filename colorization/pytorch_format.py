@@ -1,11 +1,14 @@
-"""Reading PyTorch checkpoints (torch.save's zip format) without torch, and without
-running any code from the file.
+"""Reading PyTorch checkpoints (torch.save's zip format and the legacy format of
+PyTorch before 1.6) without torch, and without running any code from the file.
 
-A checkpoint is a zip archive: `PREFIX/data.pkl`, a pickle of the saved object
-(for a state_dict, an OrderedDict of tensors), and `PREFIX/data/KEY`, the raw
+A zip checkpoint holds `PREFIX/data.pkl`, a pickle of the saved object (for a
+state_dict, an OrderedDict of tensors), and `PREFIX/data/KEY`, the raw
 little-endian bytes of each storage, which the pickle names through persistent
-ids ('storage', storage type, KEY, location, numel). A pickle can name any Python
-callable; this reader's unpickler resolves only the few names a state_dict needs
+ids ('storage', storage type, KEY, location, numel). A legacy checkpoint is a
+sequence of pickles (a magic number, the protocol version, the writer's system
+information, the object, the list of storage keys) followed by each storage as
+an int64 element count and its bytes. A pickle can name any Python callable;
+this reader's unpickler resolves only the few names a state_dict needs
 (OrderedDict, torch's tensor rebuilders and storage types) to functions of its own
 that build NumPy arrays, and refuses every other name, so nothing in the file is
 ever imported or called.
@@ -34,8 +37,26 @@ class _StorageType:
         self.name, self.dtype = name, np.dtype(_STORAGES[name])
 
 
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization's MAGIC_NUMBER
+LEGACY_HEAD = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")  # its pickle
+
+
+class _LazyStorage:
+    """A legacy checkpoint's storage, whose bytes follow the pickle."""
+
+    def __init__(self, key, dtype, numel):
+        self.key, self.dtype, self.numel = key, dtype, numel
+
+
+class _LazyTensor:
+    def __init__(self, storage, args):
+        self.storage, self.args = storage, args
+
+
 def _rebuild_tensor(storage, offset, size, stride, *_):
     """torch._utils._rebuild_tensor_v2, as a NumPy array of its own (checked bounds)."""
+    if isinstance(storage, _LazyStorage):  # a legacy file: built once its bytes are read
+        return _LazyTensor(storage, (offset, size, stride))
     size, stride = tuple(int(n) for n in size), tuple(int(s) for s in stride)
     if len(size) != len(stride) or min(size + stride + (offset,), default=0) < 0:
         raise PyTorchError("a tensor with negative sizes or strides")
@@ -61,8 +82,8 @@ _ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data, archive, prefix):
-        super().__init__(io.BytesIO(data))
+    def __init__(self, data, archive=None, prefix=""):
+        super().__init__(data if hasattr(data, "read") else io.BytesIO(data))
         self.archive, self.prefix, self.storages = archive, prefix, {}
 
     def find_class(self, module, name):
@@ -78,6 +99,8 @@ class _Unpickler(pickle.Unpickler):
                 or not isinstance(pid[1], _StorageType)):
             raise PyTorchError("an unexpected persistent id in the checkpoint")
         kind, key, numel = pid[1], str(pid[2]), int(pid[4])
+        if self.archive is None:  # legacy: the bytes come after the pickle
+            return self.storages.setdefault(key, _LazyStorage(key, kind.dtype, numel))
         if key not in self.storages:
             name = f"{self.prefix}data/{key}"
             try:
@@ -91,8 +114,60 @@ class _Unpickler(pickle.Unpickler):
         return self.storages[key]
 
 
+_READ_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+                IndexError, KeyError, zipfile.BadZipFile, MemoryError, RecursionError)
+
+
+def _read_legacy(path):
+    """The object of a legacy (pre-1.6) checkpoint, its tensors built."""
+    with open(path, "rb") as f:
+        try:
+            if _Unpickler(f).load() != LEGACY_MAGIC:
+                raise PyTorchError("not a PyTorch checkpoint (no magic number)")
+            _Unpickler(f).load()  # the protocol version
+            info = _Unpickler(f).load()
+            if not (isinstance(info, dict) and info.get("little_endian", True)):
+                raise PyTorchError("a big-endian checkpoint (not supported)")
+            unpickler = _Unpickler(f)
+            state = unpickler.load()
+            keys = _Unpickler(f).load()
+            if not isinstance(keys, list):
+                raise PyTorchError("the checkpoint's storage list is missing")
+            data = {}
+            for key in keys:
+                storage = unpickler.storages.get(str(key))
+                if storage is None:
+                    raise PyTorchError(f"the storage {key} is not used by the object")
+                count = int.from_bytes(f.read(8), "little", signed=True)
+                raw = f.read(max(0, count) * storage.dtype.itemsize)
+                if count < storage.numel or len(raw) < storage.numel * storage.dtype.itemsize:
+                    raise PyTorchError(f"the storage {key} ends early (truncated)")
+                data[storage.key] = np.frombuffer(raw, storage.dtype, count=storage.numel)
+        except PyTorchError:
+            raise
+        except _READ_ERRORS as e:
+            raise PyTorchError(f"not a readable PyTorch checkpoint ({type(e).__name__}: "
+                               f"{str(e)[:80]})") from None
+
+    def built(value):
+        if isinstance(value, _LazyTensor):
+            if value.storage.key not in data:
+                raise PyTorchError(f"the storage {value.storage.key} holds no bytes")
+            return _rebuild_tensor(data[value.storage.key], *value.args)
+        if isinstance(value, dict):
+            return type(value)((k, built(v)) for k, v in value.items())
+        return value
+
+    return built(state)
+
+
 def read_state_dict(path):
-    """{name: NumPy array} of a torch.save'd state_dict (zip format), or PyTorchError."""
+    """{name: NumPy array} of a torch.save'd state_dict (zip or legacy format), or
+    PyTorchError."""
+    with open(path, "rb") as f:
+        head = f.read(len(LEGACY_HEAD))
+    if head == LEGACY_HEAD:
+        return _state_dict_of(_read_legacy(path))
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -110,10 +185,13 @@ def read_state_dict(path):
             state = _Unpickler(archive.read(pickles[0]), archive, prefix).load()
         except PyTorchError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                IndexError, KeyError, zipfile.BadZipFile, MemoryError, RecursionError) as e:
+        except _READ_ERRORS as e:
             raise PyTorchError(f"not a readable PyTorch checkpoint ({type(e).__name__}: "
                                f"{str(e)[:80]})") from None
+    return _state_dict_of(state)
+
+
+def _state_dict_of(state):
     if isinstance(state, dict) and "state_dict" in state and isinstance(
             state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint that holds one

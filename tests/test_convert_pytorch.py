@@ -24,6 +24,27 @@ def convert(*args):
     return run_main(convert_model.main, [str(a) for a in args])
 
 
+LEGACY = os.path.join(FIXTURES, "eccv16-w0125-legacy.pth")
+
+
+def test_the_legacy_format_converts_to_the_same_model(tmp_path):
+    """torch.save before PyTorch 1.6 (a sequence of pickles, then the storages)."""
+    out = tmp_path / "legacy.keras"
+    done = convert(LEGACY, "--out", out)
+    assert done.returncode == 0 and "PyTorch release" in done.stdout, done.stderr
+    ref = np.load(os.path.join(FIXTURES, "reference.npz"))
+    logits = np.asarray(load_model(str(out))(ref["lightness"][None, ..., None] / 100.0)[
+        "ab_bins"])[0]
+    want = ref["logits"].transpose(1, 2, 0)
+    assert np.max(np.abs(logits - want)) <= 1e-4 * np.max(np.abs(want))
+    with open(LEGACY, "rb") as f:
+        data = f.read()
+    for name, cut in (("half.pth", len(data) // 2), ("no_bytes.pth", len(data) - 1000)):
+        (tmp_path / name).write_bytes(data[:cut])
+        assert_refused(convert(tmp_path / name, "--out", tmp_path / "x.keras"),
+                       "convert_model.py", "truncated", tmp_path / "x.keras", tmp_path, name)
+
+
 def test_converted_release_equals_pytorchs_own_output(tmp_path):
     out = tmp_path / "zhang-pytorch.keras"
     done = convert(CHECKPOINT, "--out", out)

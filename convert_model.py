@@ -27,10 +27,6 @@ quiet.install()  # before TensorFlow's import: its start-up lines stay off stder
 
 NUMPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
-# torch.save's format before PyTorch 1.6: a pickle of its magic number first
-# (colorization.pytorch_format.LEGACY_HEAD; repeated here so that telling a file's
-# kind imports nothing).
-LEGACY_TORCH_HEAD = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 def kind_of(path, head):
@@ -38,7 +34,9 @@ def kind_of(path, head):
     torch7, pytorch or unknown."""
     if head.startswith(NUMPY_MAGIC):
         return "npy"
-    if head.startswith((ZIP_MAGIC, LEGACY_TORCH_HEAD)):
+    from colorization.pytorch_format import LEGACY_HEAD  # torch.save before PyTorch 1.6
+
+    if head.startswith((ZIP_MAGIC, LEGACY_HEAD)):
         return "pytorch"
     # Torch 7's binary serialization starts with an int32 type tag: 3 a table, 4 a
     # torch object (colorize.lua's file is a table of model and mean).
@@ -84,16 +82,13 @@ def convert(sources, out, class_names=()):
         with open(path, "rb") as f:
             data = f.read()
         kind = kind_of(path, data[:64])
-        if kind == "torch7":
+        if kind in ("torch7", "pytorch"):
+            release = ("Iizuka et al.'s Torch 7" if kind == "torch7"
+                       else "Zhang et al.'s PyTorch")
             if len(sources) > 1:
-                raise ValueError(f"{path}: Iizuka et al.'s Torch 7 release is one file; give "
-                                 "it alone")
-            return _convert_torch7(path, out, class_names)
-        if kind == "pytorch":
-            if len(sources) > 1:
-                raise ValueError(f"{path}: Zhang et al.'s PyTorch release is one file; give "
-                                 "it alone")
-            return _convert_pytorch(path, out)
+                raise ValueError(f"{path}: {release} release is one file; give it alone")
+            return (_convert_torch7(path, out, class_names) if kind == "torch7"
+                    else _convert_pytorch(path, out))
         if kind == "unknown":
             raise ValueError(f"{path}: not a caffemodel, prototxt, .npy, Torch 7 or PyTorch "
                              "file")

@@ -31,6 +31,7 @@ _RGB_TO_XYZN = (_RGB_TO_XYZ / _WHITE_D65[:, None]).T
 _XYZN_TO_RGB = np.linalg.inv(_RGB_TO_XYZ / _WHITE_D65[:, None]).T.astype(np.float32)
 _EPSILON = 216.0 / 24389.0
 _KAPPA = 24389.0 / 27.0
+KAPPA = _KAPPA  # CIE's 24389/27, also used by layers.LightnessToLuma
 
 
 def rgb_to_lab(rgb):

@@ -6,6 +6,8 @@ backends and a saved `.keras` file loads in safe mode (no Lambda layers).
 import keras
 from keras import ops
 
+from colorization import colorspace
+
 PACKAGE = "colorization"
 # Caffe's ImageNet means (B, G, R) that VGG-16's weights expect subtracted.
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -142,7 +144,9 @@ class LightnessToLuma(keras.layers.Layer):
     al.'s Torch release, which reads Torch's image.rgb2y (luma of the gamma-encoded
     RGB in [0, 1]) minus the training set's mean. For a gray pixel luma and L are
     one value seen two ways (the CIE lightness of the sRGB-decoded value), so this
-    inverts L exactly; for a colour photo it gives the gray of the same lightness."""
+    inverts L exactly; for a colour photo it gives the gray of the same lightness.
+    The keras.ops twin of colorspace's NumPy f^-1 and sRGB encoding (a layer runs in
+    the graph), tested against scikit-image."""
 
     def __init__(self, mean=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -152,7 +156,7 @@ class LightnessToLuma(keras.layers.Layer):
         lightness = ops.clip(ops.cast(x, "float32"), 0.0, 1.0) * 100.0
         f = (lightness + 16.0) / 116.0
         # CIE f^-1 (t^3 above 6/29, linear below), then the sRGB encoding.
-        y = ops.where(f > 6.0 / 29.0, f * f * f, (116.0 * f - 16.0) * (27.0 / 24389.0))
+        y = ops.where(f > 6.0 / 29.0, f * f * f, (116.0 * f - 16.0) / colorspace.KAPPA)
         y = ops.maximum(y, 0.0)
         v = ops.where(y > 0.0031308, 1.055 * ops.power(ops.maximum(y, 0.0031308), 1 / 2.4)
                       - 0.055, 12.92 * y)

@@ -277,6 +277,11 @@ class AbBins(OutputSpace):
         t = self.temperature if temperature is None else temperature
         return ab_to_model(ops.convert_to_numpy(annealed_mean(value, self.centres(), t)))
 
+    def decode_graph(self, value, temperature=None, gray=None):
+        del gray
+        t = self.temperature if temperature is None else temperature
+        return (annealed_mean(value, self.centres(), t) + 128.0) / 255.0
+
     def check(self, model):
         q = int(model.output[self.name].shape[-1])
         if self._centres is not None:

@@ -197,6 +197,30 @@ def decode_ab(logits, mode, bins=BINS):
     return np.stack([chroma * np.cos(hue), chroma * np.sin(hue)], -1).astype(np.float32)
 
 
+def decode_ab_graph(logits, mode, bins=BINS):
+    """decode_ab as graph operations (keras.ops, float32): an exported model's decoding."""
+    logits = ops.cast(logits, "float32")
+    first = ops.softmax(logits[..., :bins], axis=-1)
+    second = ops.softmax(logits[..., bins:], axis=-1)
+    if mode == "lab":
+        centres = ops.convert_to_tensor(gaussian_quantile_centres(bins))
+        return ops.stack([ops.matmul(first, centres), ops.matmul(second, centres)], -1)
+    angles = 2.0 * np.pi * uniform_centres(bins)
+    real = ops.matmul(first, ops.convert_to_tensor(np.cos(angles).astype(np.float32)))
+    imag = ops.matmul(first, ops.convert_to_tensor(np.sin(angles).astype(np.float32)))
+    fading = ops.minimum(ops.sqrt(real * real + imag * imag) / FADING_ETA, 1.0)
+    # histogram_median: the bin where the cumulative sum reaches 1/2, then linear inside.
+    cdf = ops.cumsum(second, axis=-1)
+    k = ops.minimum(ops.sum(ops.cast(cdf < 0.5, "int32"), -1), bins - 1)
+    p_k = ops.take_along_axis(second, k[..., None], -1)[..., 0]
+    before = ops.take_along_axis(cdf, k[..., None], -1)[..., 0] - p_k
+    inside = ops.where(p_k > 0, (0.5 - before) / ops.maximum(p_k, 1e-30), 0.5)
+    median = (ops.cast(k, "float32") + ops.clip(inside, 0.0, 1.0)) / bins
+    chroma = median * fading * CHROMA_MAX
+    hue = ops.arctan2(imag, real)
+    return ops.stack([chroma * ops.cos(hue), chroma * ops.sin(hue)], -1)
+
+
 # ---------------------------------------------------------------- the output spaces
 
 
@@ -221,6 +245,10 @@ class Histograms(OutputSpace):
         from colorization.colorspace import ab_to_model
 
         return ab_to_model(decode_ab(ops.convert_to_numpy(value), self.mode))
+
+    def decode_graph(self, value, temperature=None, gray=None):
+        del temperature, gray
+        return (decode_ab_graph(value, self.mode) + 128.0) / 255.0
 
     def check(self, model):
         units = int(model.output[self.name].shape[-1])

@@ -250,6 +250,17 @@ class UV(OutputSpace):
             raise ValueError("decoding U and V needs the gray input (its L gives Y)")
         return uv01_to_ab01(keras.ops.convert_to_numpy(value), gray)
 
+    def decode_graph(self, value, temperature=None, gray=None):
+        del temperature
+        if gray is None:
+            raise ValueError("decoding U and V needs the gray input (its L gives Y)")
+        from colorization import graph_colour
+
+        # Varga's output is at the input's resolution (stride 1), so gray needs no resize.
+        ab = graph_colour.ab_from_uv(keras.ops.cast(gray, "float32")[..., 0] * 100.0,
+                                     keras.ops.cast(value, "float32") * 255.0)
+        return (ab + 128.0) / 255.0
+
     def target_ab01(self, target, gray):
         return uv01_to_ab01(target, gray)
 

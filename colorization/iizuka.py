@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from colorization.layers import (
+    AntialiasedResize,
     CropToHalfOf,
     Fusion,
     LayerFactory,
@@ -68,6 +69,10 @@ class AbRegression(OutputSpace):
         from keras import ops
 
         return ops.convert_to_numpy(value).astype(np.float32)
+
+    def decode_graph(self, value, temperature=None, gray=None):
+        del temperature, gray
+        return keras.ops.cast(value, "float32")
 
 
 AB = AbRegression()
@@ -190,8 +195,7 @@ class Iizuka(Network):
         layers = factory_of(model)
         gray = keras.Input((None, None, 1), name="gray")
         source = keras.Input((None, None, 1), name="global_gray") if with_global_input else gray
-        resize = keras.layers.Resizing(global_size, global_size, antialias=True,
-                                       name="global_resize")
+        resize = AntialiasedResize(global_size, global_size, name="global_resize")
         features, fc512 = global_features(layers, low_level(layers, resize(source)))
         if layers.release is None:  # this project's networks pad, and crop back
             local = PadToMultiple(8, name="pad_to_8")(gray)

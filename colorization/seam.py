@@ -32,6 +32,11 @@ class OutputSpace:
         gray: the network's input L / 100 (n, H, W, 1), for spaces that need L."""
         raise NotImplementedError
 
+    def decode_graph(self, value, temperature=None, gray=None):
+        """decode as graph operations (keras.ops): the decoding an exported model
+        runs (export_model.py); tests/test_export.py holds it to decode."""
+        raise NotImplementedError
+
     def target_ab01(self, target, gray):
         """read_input's target -> ab01 (the truth of a training sample picture)."""
         del gray  # only spaces whose target is not ab need it

@@ -1,0 +1,234 @@
+"""export_model.py and the graph it exports (colorization/serving.py): the in-graph
+colour conversions against scikit-image and colorspace, each output space's graph
+decoding against its NumPy one, the serving graph of every registered system
+against model_transform.py's path, and the shipped model exported to each format
+and run by that format's own runtime in a process that imports none of this
+project's code."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, assert_refused, run_main
+from test_systems import SYSTEMS, tiny_cfg
+
+import build_model
+import export_model
+from colorization import colorspace, graph_colour, systems
+from colorization.inference import Colorizer, colorize_pixels, load_model, network_input
+from colorization.layers import AntialiasedResize
+from colorization.serving import serving_model
+
+SHIPPED = os.path.join(ROOT, "resources", "models", "real-photos.keras")
+ASTRONAUT = os.path.join(ROOT, "resources", "photos", "astronaut.jpg")
+
+
+def numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def every_rgb(step=5):
+    v = np.arange(0, 256, step, dtype=np.float32) / 255.0
+    return np.stack(np.meshgrid(v, v, v, indexing="ij"), -1).reshape(-1, 3)
+
+
+def test_graph_colour_conversions_equal_scikit_image():
+    from skimage import color
+
+    rgb = every_rgb()
+    lab = numpy(graph_colour.rgb_to_lab(rgb))
+    # The tolerance of colorspace's own test: the white point's digits differ.
+    assert np.abs(lab - color.rgb2lab(rgb)).max() < 0.01
+    assert np.abs(lab - colorspace.rgb_to_lab(rgb)).max() < 2e-3
+    back = numpy(graph_colour.lab_to_rgb(lab))
+    assert np.abs(back - rgb).max() < 1e-4  # in gamut: the round trip is exact
+    # Out of gamut the project clips linear RGB (scikit-image clips XYZ first).
+    wild = np.random.default_rng(0).uniform([0, -120, -120], [100, 120, 120], (5000, 3))
+    wild = wild.astype(np.float32)
+    assert np.abs(numpy(graph_colour.lab_to_rgb(wild)) - colorspace.lab_to_rgb(wild)).max() < 1e-4
+    gray = np.repeat(rgb[:, :1], 3, -1)
+    image = (gray * 255).round().astype(np.uint8).reshape(1, -1, 1, 3)
+    one_channel = image[..., :1]
+    assert np.array_equal(numpy(graph_colour.image_to_rgb01(one_channel)),
+                          numpy(graph_colour.image_to_rgb01(image)))
+
+
+def test_graph_output_path_equals_colorspace_within_one_level():
+    rng = np.random.default_rng(1)
+    lab = rng.uniform([0, -110, -110], [100, 110, 110], (20000, 3)).astype(np.float32)
+    want = colorspace.lab_to_rgb8(lab.copy())  # chroma fitted at fixed L, NumPy
+    got = numpy(graph_colour.lab_to_rgb8(lab))
+    assert got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.05
+    light, uv = lab[:, 0], rng.uniform(0, 255, (20000, 2)).astype(np.float32)
+    assert np.abs(numpy(graph_colour.ab_from_uv(light, uv))
+                  - colorspace.ab_from_uv(light, uv)).max() < 0.05
+
+
+@pytest.mark.parametrize("name", sorted(systems.OUTPUTS))
+def test_every_output_spaces_graph_decoding_equals_its_numpy_decoding(name):
+    space = systems.OUTPUTS[name]
+    rng = np.random.default_rng(2)
+    value = rng.normal(0, 3, (2, 6, 7, space.channels())).astype(np.float32)
+    if space.activation == "sigmoid":
+        value = 1 / (1 + np.exp(-value))
+    gray = rng.random((2, 6, 7, 1)).astype(np.float32)
+    want = space.decode(value, None, gray)
+    got = numpy(space.decode_graph(value, None, gray))
+    assert got.shape == want.shape == (2, 6, 7, 2)
+    assert np.abs(got - want).max() < 2e-4, np.abs(got - want).max()
+
+
+def test_antialiased_resize_equals_keras_resizing():
+    rng = np.random.default_rng(3)
+    for h, w in [(512, 512), (301, 173), (90, 700), (50, 60)]:
+        x = rng.random((1, h, w, 1)).astype(np.float32)
+        want = keras.layers.Resizing(224, 224, antialias=True)(x)
+        assert np.abs(numpy(AntialiasedResize(224, 224)(x)) - numpy(want)).max() < 5e-5
+
+
+def photos():
+    """Real photos the model was not trained on: the project's held-out astronaut and
+    scikit-image's coffee, as uint8 RGB of sizes that are not multiples of 8."""
+    from skimage import data
+
+    astronaut = cv2.cvtColor(cv2.imread(ASTRONAUT), cv2.COLOR_BGR2RGB)
+    return [astronaut[:301, 40:213], data.coffee()[::2, ::2][:197]]
+
+
+def model_transform_rgb(model, image, max_side=512):
+    ab01, _ = Colorizer(model).predict(network_input(image, max_side)[None])
+    return colorize_pixels(image, ab01[0])
+
+
+@pytest.mark.parametrize("network, output", SYSTEMS)
+def test_serving_graph_of_every_system_equals_model_transform(network, output):
+    model = build_model.build_model(tiny_cfg(network, output, 3))
+    serving = serving_model(model)
+    for image in photos():
+        got = serving.predict_on_batch(image[None])
+        want = model_transform_rgb(model, image)
+        assert got["rgb"].dtype == np.uint8 and got["rgb"].shape[1:] == image.shape
+        diff = np.abs(got["rgb"][0].astype(int) - want.astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.05, (network, output, diff.max())
+
+
+def test_serving_graph_caps_the_long_side_as_model_transform_does():
+    model = load_model(SHIPPED)
+    image = cv2.resize(photos()[1], (700, 410), interpolation=cv2.INTER_AREA)
+    got = serving_model(model, max_side=256).predict_on_batch(image[None])["rgb"][0]
+    want = model_transform_rgb(model, image, max_side=256)
+    uncapped = model_transform_rgb(model, image, max_side=0)
+    near = np.abs(got.astype(int) - want.astype(int)).mean()
+    # A triangle filter against area averaging: close to model_transform's capped
+    # output, and much closer to it than to the uncapped one.
+    far = np.abs(got.astype(int) - uncapped.astype(int)).mean()
+    assert near < 1.5 and near < far / 3  # measured: 1.07 and 6.92 levels
+
+
+# Each export run in a process that imports only its runtime (and NumPy, OpenCV to
+# read the photo), from a folder outside the repository: no project code.
+RUN_EXPORT = textwrap.dedent("""
+    import json, sys
+    import cv2, numpy as np
+    fmt, path, photo, out = sys.argv[1:5]
+    image = cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB)
+    if fmt == "savedmodel":
+        import tensorflow as tf
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        result = {k: v.numpy() for k, v in serve(image=tf.constant(image[None])).items()}
+    elif fmt == "tflite":
+        import tensorflow as tf
+        runner = tf.lite.Interpreter(path).get_signature_runner()
+        image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA)
+        result = runner(image=image[None])
+    else:
+        import onnxruntime
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        result = dict(zip(names, session.run(names, {"image": image[None]})))
+    np.save(out + ".rgb.npy", result["rgb"]); np.save(out + ".ab.npy", result["ab"])
+    print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
+                            ("colorization", "config", "build_model", "model_transform"))))
+""")
+
+
+@pytest.fixture(scope="module")
+def photo_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("photo") / "coffee_crop.png")
+    cv2.imwrite(path, cv2.cvtColor(photos()[1], cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.mark.parametrize("fmt, quantize", [("savedmodel", None), ("tflite", None),
+                                           ("tflite", "float16"), ("onnx", None)])
+def test_exports_run_without_the_projects_code_and_equal_keras(fmt, quantize, photo_file,
+                                                               tmp_path):
+    out = str(tmp_path / {"savedmodel": "sm", "tflite": "m.tflite", "onnx": "m.onnx"}[fmt])
+    args = [SHIPPED, "--format", fmt, "--out", out] + (["--quantize", quantize] if quantize
+                                                       else [])
+    proc = run_main(export_model.main, args)
+    assert proc.returncode == 0, proc.stderr
+    assert "checked on" in proc.stdout and f"wrote {out}" in proc.stdout
+    assert not proc.stderr.strip(), proc.stderr  # no TensorFlow or converter noise
+    script = tmp_path / "run_export.py"
+    script.write_text(RUN_EXPORT)
+    run = subprocess.run([sys.executable, str(script), fmt, out, photo_file, str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                         env={**os.environ, "PYTHONPATH": ""}, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # None of ours (TensorFlow itself may load Keras).
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []
+    rgb = np.load(str(tmp_path / "r.rgb.npy"))[0]
+    image = cv2.cvtColor(cv2.imread(photo_file), cv2.COLOR_BGR2RGB)
+    if fmt == "tflite":
+        image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA)
+    want = model_transform_rgb(load_model(SHIPPED), image)
+    assert rgb.shape == image.shape and rgb.dtype == np.uint8
+    mean_bound, tail_bound, _ = export_model.TOLERANCE[quantize or "float32"]
+    diff = np.abs(rgb.astype(int) - want.astype(int))
+    assert diff.mean() <= mean_bound and np.percentile(diff, 99.9) <= tail_bound
+    chroma = np.hypot(*np.moveaxis(colorspace.rgb_to_lab(rgb / 255.0)[..., 1:], -1, 0))
+    assert chroma.mean() > 3.0  # colour, not a gray copy
+
+
+def test_int8_tflite_is_calibrated_on_a_dataset_and_stays_near_float(scenes_dataset,
+                                                                     tmp_path):
+    out = str(tmp_path / "m8.tflite")
+    proc = run_main(export_model.main, [SHIPPED, "--format", "tflite", "--quantize", "int8",
+                                        "--calibration", scenes_dataset,
+                                        "--calibration-count", "8", "--out", out])
+    assert proc.returncode == 0, proc.stderr
+    run = export_model.runner("tflite", out)
+    image = cv2.resize(photos()[1], (224, 224), interpolation=cv2.INTER_AREA)
+    _, want_ab = export_model.reference(load_model(SHIPPED), image, 512, None)
+    ab = run(image[None])["ab"][0]
+    rmse = float(np.sqrt(np.mean((ab - want_ab) ** 2)))
+    assert rmse < export_model.TOLERANCE["int8"][2]
+    # Smaller than float32 (the network's weights in 8 bits).
+    float_size = os.path.getsize(SHIPPED)
+    assert os.path.getsize(out) < 0.5 * float_size
+
+
+def test_a_failed_check_or_a_bad_argument_leaves_nothing(tmp_path, monkeypatch):
+    out = str(tmp_path / "m.onnx")
+    monkeypatch.setitem(export_model.TOLERANCE, "float32", (-1.0, -1.0, -1.0))
+    proc = run_main(export_model.main, [SHIPPED, "--format", "onnx", "--out", out])
+    assert_refused(proc, "export_model.py", "check failed on", out, str(tmp_path))
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    proc = run_main(export_model.main, [str(bad), "--format", "savedmodel", "--out", out])
+    assert_refused(proc, "export_model.py", "not a Keras model file", out, str(tmp_path))
+    for args, words in [(["--format", "onnx", "--quantize", "int8"], "applies to"),
+                        (["--format", "tflite", "--quantize", "int8"], "needs --calibration"),
+                        (["--format", "tflite", "--size", "7"], "not a size")]:
+        proc = run_main(export_model.main, [SHIPPED, *args, "--out", out])
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        assert not os.path.exists(out)

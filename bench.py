@@ -525,6 +525,64 @@ def bench_build(count=600, repeats=3, whole_count=3000):
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
+def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count=64):
+    """The int8 TFLite export (calibrated on data_dir) against the float Keras model
+    and the float32 TFLite export, at 224 x 224 on one image at a time: images/s
+    (median of `repeats` after a warm-up) and, on the photos of photo_dirs, the ab
+    RMSE of each against the float Keras model and against the photos' own colour."""
+    import cv2
+
+    import export_model
+    from colorization.colorspace import rgb_to_lab
+    from colorization.inference import load_model
+    from colorization.serving import serving_model
+
+    model = load_model(model_path)
+    serving = serving_model(model)
+    photos = [img for _, img in export_model.check_photos(photo_dirs, 0, (224, 224))]
+    runs = {"keras float32": lambda x: serving.predict_on_batch(x)}
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        calibration = export_model.calibration_images(data_dir, (224, 224), calibration_count)
+        for name, quantize in (("tflite float32", None), ("tflite int8", "int8")):
+            path = os.path.join(tmp, f"{quantize or 'float'}.tflite")
+            export_model.write_tflite(serving, path, (224, 224), quantize, calibration)
+            runs[name] = export_model.runner("tflite", path)
+            runs[name + " size_mb"] = os.path.getsize(path) / 1e6
+        result = {"model": model_path, "calibration": data_dir, "photos": len(photos),
+                  "keras_file_mb": os.path.getsize(model_path) / 1e6}
+        floats = None
+        for name, run in runs.items():
+            if not callable(run):
+                result[name.replace(" ", "_")] = run
+                continue
+            x = photos[0][None]
+            run(x)  # warm-up: tracing, the interpreter's first plan
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                run(x)
+                times.append(time.perf_counter() - t)
+            abs_ = [np.asarray(run(p[None])["ab"])[0] for p in photos]
+            floats = floats or abs_
+            truth = [rgb_to_lab(cv2.resize(p, (224, 224)) / 255.0)[..., 1:] for p in photos]
+            entry = {**_median_spread(times), "images_per_s": 1.0 / float(np.median(times)),
+                     "ab_rmse_vs_keras_float": float(np.sqrt(np.mean(
+                         [np.mean((a - f) ** 2) for a, f in zip(abs_, floats, strict=True)]))),
+                     "ab_rmse_vs_truth": float(np.sqrt(np.mean(
+                         [np.mean((a - t) ** 2) for a, t in zip(abs_, truth, strict=True)])))}
+            result[name.replace(" ", "_")] = entry
+            print(f"export {name:15s}: {entry['images_per_s']:6.1f} images/s at 224x224 "
+                  f"(median of {repeats}); ab RMSE {entry['ab_rmse_vs_keras_float']:.2f} "
+                  f"against float Keras, {entry['ab_rmse_vs_truth']:.2f} against the "
+                  f"photos' colour", flush=True)
+    int8, keras_float = result["tflite_int8"], result["keras_float32"]
+    result["int8_speedup_vs_keras_float"] = int8["images_per_s"] / keras_float["images_per_s"]
+    print(f"export int8 TFLite / float Keras: {result['int8_speedup_vs_keras_float']:.2f}x "
+          f"images/s; files {result['tflite_int8_size_mb']:.1f} MB against "
+          f"{result['keras_file_mb']:.1f} MB", flush=True)
+    return result
+
+
 def check_args(p, args):
     """Usage errors before any benchmark runs (they used to end minutes of work in
     a traceback, or be accepted and give empty figures)."""
@@ -561,8 +619,15 @@ def main(argv=None):
                    help="dataset builder photos/s on 0.2 MP JPEGs, beside decode-only")
     p.add_argument("--transform", action="store_true",
                    help="model_transform.py seconds and peak memory at 0.25/1/4/12 MP")
+    p.add_argument("--export", action="store_true",
+                   help="int8 TFLite against float Keras: images/s at 224x224 and ab error "
+                        "on --photos (calibrated on --data)")
+    p.add_argument("--model", help="--export's model (default: the shipped real-photo model)")
+    p.add_argument("--photos", nargs="+", help="--export's held-out photos or folders "
+                   "(default: resources/photos)")
     p.add_argument("--data", default="data/scenes",
-                   help="dataset for --input (default data/scenes; built if missing)")
+                   help="dataset for --input and --export's calibration (default "
+                        "data/scenes; built if missing for --input)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch for --train")
     p.add_argument("--policies", default="float32,mixed_bfloat16",
                    help="precision policies for --train (comma-separated)")
@@ -577,9 +642,12 @@ def main(argv=None):
         transform_child(model, image, int(max_side), int(repeats))
         return 0
     if not (args.train or args.infer or args.input or args.transform or args.build
-            or args.batch_norm):
+            or args.batch_norm or args.export):
         p.error("choose at least one benchmark: --train, --infer, --input, --build, "
-                "--transform, --batch-norm")
+                "--transform, --batch-norm, --export")
+    if args.export and not os.path.isdir(args.data):
+        p.error(f"--export calibrates on --data {args.data}: no such folder (build one with "
+                "input_create.py)")
     check_args(p, args)
     report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     print(f"CPU features: {', '.join(report['device']['cpu_features']) or 'none listed'}",
@@ -612,6 +680,13 @@ def main(argv=None):
         report["build"] = bench_build()
     if args.transform:
         report["transform"] = bench_transform(args.preset, args.max_side, args.repeats)
+    if args.export:
+        import export_model
+        import model_transform
+
+        report["export"] = bench_export(args.model or model_transform.SHIPPED_MODEL, args.data,
+                                        args.photos or [export_model.DEFAULT_CHECK],
+                                        max(args.repeats, 20))
     write_json_atomic(args.out, report)
     print(f"wrote {args.out}")
     return 0

@@ -199,24 +199,6 @@ def test_exports_run_without_the_projects_code_and_equal_keras(fmt, quantize, ph
     assert chroma.mean() > 3.0  # colour, not a gray copy
 
 
-def test_int8_tflite_is_calibrated_on_a_dataset_and_stays_near_float(scenes_dataset,
-                                                                     tmp_path):
-    out = str(tmp_path / "m8.tflite")
-    proc = run_main(export_model.main, [SHIPPED, "--format", "tflite", "--quantize", "int8",
-                                        "--calibration", scenes_dataset,
-                                        "--calibration-count", "8", "--out", out])
-    assert proc.returncode == 0, proc.stderr
-    run = export_model.runner("tflite", out)
-    image = cv2.resize(photos()[1], (224, 224), interpolation=cv2.INTER_AREA)
-    _, want_ab = export_model.reference(load_model(SHIPPED), image, 512, None)
-    ab = run(image[None])["ab"][0]
-    rmse = float(np.sqrt(np.mean((ab - want_ab) ** 2)))
-    assert rmse < export_model.TOLERANCE["int8"][2]
-    # Smaller than float32 (the network's weights in 8 bits).
-    float_size = os.path.getsize(SHIPPED)
-    assert os.path.getsize(out) < 0.5 * float_size
-
-
 def test_a_failed_check_or_a_bad_argument_leaves_nothing(tmp_path, monkeypatch):
     out = str(tmp_path / "m.onnx")
     monkeypatch.setitem(export_model.TOLERANCE, "float32", (-1.0, -1.0, -1.0))
@@ -232,3 +214,18 @@ def test_a_failed_check_or_a_bad_argument_leaves_nothing(tmp_path, monkeypatch):
         proc = run_main(export_model.main, [SHIPPED, *args, "--out", out])
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
         assert not os.path.exists(out)
+
+
+def test_bench_export_reports_int8_against_float_keras(scenes_dataset):
+    """Also the int8 export itself (calibration_images, write_tflite), as the command
+    runs it; one int8 conversion costs about 30 s here, so it is made once."""
+    import bench
+
+    result = bench.bench_export(SHIPPED, scenes_dataset, [ASTRONAUT], repeats=2,
+                                calibration_count=4)
+    for name in ("keras_float32", "tflite_float32", "tflite_int8"):
+        assert result[name]["images_per_s"] > 0 and result[name]["repeats"] == 2
+    assert result["keras_float32"]["ab_rmse_vs_keras_float"] == 0.0
+    assert result["tflite_float32"]["ab_rmse_vs_keras_float"] < 0.01
+    assert 0.0 < result["tflite_int8"]["ab_rmse_vs_keras_float"] < 4.0
+    assert result["tflite_int8_size_mb"] < 0.5 * result["keras_file_mb"]

@@ -5,17 +5,17 @@ one place that resolves a config, or a saved model, to them.
     iizuka      ab, ab_bins                       iizuka.py (+ ab_bins.py)
     zhang       ab_bins                           zhang.py
     larsson     hue_chroma_hist, lab_hist         hypercolumn.py (+ histograms.py)
-    varga       uv                                hypercolumn.py
+    varga       uv                                hypercolumn.py (+ uv.py)
 
 Adding a system: its module (an OutputSpace and/or a Network, seam.py), its line
 below, and a preset in config.py. Every stage asks here (resolve, of_model,
 decoded_ab01) instead of branching on a system's name.
 """
 
-from colorization import ab_bins, histograms, hypercolumn, iizuka, zhang
+from colorization import ab_bins, histograms, hypercolumn, iizuka, uv, zhang
 
 OUTPUTS = {o.name: o for o in (iizuka.AB, ab_bins.AB_BINS, histograms.LAB_HIST,
-                               histograms.HUE_CHROMA_HIST, hypercolumn.UV_OUTPUT)}
+                               histograms.HUE_CHROMA_HIST, uv.UV_OUTPUT)}
 NETWORKS = {n.name: n for n in (iizuka.NETWORK, zhang.NETWORK, hypercolumn.LARSSON,
                                 hypercolumn.VARGA)}
 

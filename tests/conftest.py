@@ -58,25 +58,39 @@ def wait_for_state(run, procs, epoch=1, step=2, timeout=600):
     return state
 
 
-SLOWEST_GROUPS = ["test_multi_worker", "test_zhang", "test_hypercolumn", "test_model_train",
-                  "one_device_losses", "short_run", "test_evaluate"]
+SHARED_TRAININGS = ("short_run", "one_device_losses")  # session-scoped trained runs
+# The longest groups (from `--durations=0` on 2 cores), started first.
+SLOWEST_GROUPS = ["test_zhang", "test_hypercolumn", "one_device_losses", "short_run",
+                  "test_compat", "test_convert_model", "test_convert_torch"]
+
+
+def _uses_module_fixture(item):
+    infos = getattr(item, "_fixtureinfo", None)
+    defs = infos.name2fixturedefs.values() if infos is not None else ()
+    return any(d[-1].scope == "module" for d in defs if d)
+
+
+def _group(item):
+    """Tests sharing a session-scoped training go together (it is trained once per
+    worker); so do a module's tests when they share a module-scoped fixture (its
+    trained runs are built once); every other test is its own group, free to run on
+    either worker."""
+    names = getattr(item, "fixturenames", ())
+    shared = next((f for f in SHARED_TRAININGS if f in names), None)
+    if shared:
+        return shared
+    return item.module.__name__ if _uses_module_fixture(item) else item.nodeid
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """The suite runs on two pytest-xdist workers (pyproject.toml: -n 2 --dist
-    loadgroup). Each module stays on one worker, so its module-scoped trained runs
-    are built once; the tests sharing a session-scoped training (short_run,
-    one_device_losses) go together, so neither is trained twice."""
-    groups = {}
+    loadgroup), grouped by _group."""
+    groups = {item: _group(item) for item in items}
     for item in items:
-        names = getattr(item, "fixturenames", ())
-        groups[item] = next((f for f in ("short_run", "one_device_losses") if f in names),
-                            item.module.__name__)
         item.add_marker(pytest.mark.xdist_group(groups[item]))
-    # The longest groups first (SLOWEST_GROUPS, from `--durations=0` on 2 cores), so
-    # that neither worker is left with a long one at the end. A stable sort: the
-    # order within each module is kept.
+    # The longest groups first, so that neither worker is left with a long one at
+    # the end. A stable sort: the order within each module is kept.
     items.sort(key=lambda item: SLOWEST_GROUPS.index(groups[item])
                if groups[item] in SLOWEST_GROUPS else len(SLOWEST_GROUPS))
 

@@ -13,7 +13,7 @@ as model_transform.py does. Inputs: uint8 (n, H, W, C), C = 1 (gray), 3 (RGB)
 or 4 (RGBA); outputs "rgb" (uint8, n x H x W x 3) and "ab" (float32, ab units).
 
 * savedmodel: any size; signature "serving_default" (also "serve").
-* tflite: a fixed size (--size, default 224 x 224: TFLite's converter needs the
+* tflite: a fixed size, 3 channels (--size, default 224 x 224: TFLite's converter needs the
   channel counts static, and a fixed size keeps the interpreter's plan fixed);
   float32, float16 weights, or int8 by post-training quantization calibrated on
   --calibration's examples (the network in int8; the colour conversion, the
@@ -292,7 +292,7 @@ def verify(model, run, photos, max_side, temperature, precision, log=print):
                 f"{figures[0]:.2f} levels on average ({figures[1]:.0f} at the 99.9th "
                 f"percentile), ab by {figures[2]:.2f} RMSE; the bounds for {precision} are "
                 f"{mean_bound}, {tail_bound:.0f} and {ab_bound}")
-    log(f"checked on {len(photos)} images against model_transform.py: RGB within "
+    log(f"checked on {len(photos)} image(s) against model_transform.py: RGB within "
         f"{worst[0]:.3f} levels on average, {worst[1]:.0f} at the 99.9th percentile; "
         f"ab RMSE {worst[2]:.3f} (bounds for {precision}: {mean_bound}, {tail_bound:.0f}, "
         f"{ab_bound})")
@@ -340,7 +340,7 @@ def export(args, log=print):
         verify(model, runner(args.format, tmp), photos, args.max_side, args.temperature,
                precision, log)
     what = f"{args.format}" + (f" ({args.quantize})" if args.quantize else "")
-    shape = f"1x{size[0]}x{size[1]}xC" if size else "any size"
+    shape = f"1x{size[0]}x{size[1]}x3" if size else "any size"
     return (f"wrote {args.out}: {what}, uint8 {shape} in, 'rgb' uint8 and 'ab' out, "
             f"in {time.perf_counter() - started:.0f}s")
 

@@ -530,8 +530,6 @@ def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count
     and the float32 TFLite export, at 224 x 224 on one image at a time: images/s
     (median of `repeats` after a warm-up) and, on the photos of photo_dirs, the ab
     RMSE of each against the float Keras model and against the photos' own colour."""
-    import cv2
-
     import export_model
     from colorization.colorspace import rgb_to_lab
     from colorization.inference import load_model
@@ -551,6 +549,7 @@ def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count
         result = {"model": model_path, "calibration": data_dir, "photos": len(photos),
                   "keras_file_mb": os.path.getsize(model_path) / 1e6}
         floats = None
+        truth = [rgb_to_lab(p / 255.0)[..., 1:] for p in photos]  # photos are 224 x 224
         for name, run in runs.items():
             if not callable(run):
                 result[name.replace(" ", "_")] = run
@@ -564,7 +563,6 @@ def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count
                 times.append(time.perf_counter() - t)
             abs_ = [np.asarray(run(p[None])["ab"])[0] for p in photos]
             floats = floats or abs_
-            truth = [rgb_to_lab(cv2.resize(p, (224, 224)) / 255.0)[..., 1:] for p in photos]
             entry = {**_median_spread(times), "images_per_s": 1.0 / float(np.median(times)),
                      "ab_rmse_vs_keras_float": float(np.sqrt(np.mean(
                          [np.mean((a - f) ** 2) for a, f in zip(abs_, floats, strict=True)]))),

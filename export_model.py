@@ -27,9 +27,7 @@ error, leaves nothing at --out.
 """
 
 import argparse
-import contextlib
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -218,6 +216,7 @@ def check_photos(paths, max_side, size=None):
     import cv2
 
     from colorization.image_io import ImageError, is_image_name, load_pixels
+    from colorization.inference import network_size
 
     files = []
     for path in paths:
@@ -238,12 +237,9 @@ def check_photos(paths, max_side, size=None):
             photos.append((name, cv2.resize(rgb, (size[1], size[0]),
                                             interpolation=cv2.INTER_AREA)))
             continue
-        h, w = rgb.shape[:2]
-        if max_side and max(h, w) > max_side:
-            s = max_side / max(h, w)
-            rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
-                             interpolation=cv2.INTER_AREA)
-            h, w = rgb.shape[:2]
+        h, w = network_size(*rgb.shape[:2], max_side)
+        if (h, w) != rgb.shape[:2]:
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         photos.append((name, rgb))
         crop_h, crop_w = (h * 3) // 5 | 1, w // 2 | 1  # odd: not a multiple of 8
         photos.append((f"{name} crop", rgb[h // 7: h // 7 + crop_h, w // 5: w // 5 + crop_w]))
@@ -254,16 +250,16 @@ def check_photos(paths, max_side, size=None):
     return photos
 
 
-def reference(model, image, max_side, temperature):
-    """model_transform.py's colorization of a uint8 image: (RGB uint8, ab at full size)."""
+def reference(colorizer, image, max_side):
+    """model_transform.py's colorization of a uint8 image by an inference.Colorizer:
+    (RGB uint8, ab at full size)."""
     import cv2
 
     from colorization.colorspace import model_to_ab
-    from colorization.inference import Colorizer, colorize_pixels, network_input
+    from colorization.inference import colorize_pixels, network_input
 
     rgb = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
-    ab01, _ = Colorizer(model, temperature=temperature).predict(
-        network_input(rgb, max_side)[None])
+    ab01, _ = colorizer.predict(network_input(rgb, max_side)[None])
     ab = cv2.resize(model_to_ab(ab01[0]), (rgb.shape[1], rgb.shape[0]),
                     interpolation=cv2.INTER_LINEAR)
     return colorize_pixels(rgb, ab01[0]), ab
@@ -272,10 +268,13 @@ def reference(model, image, max_side, temperature):
 def verify(model, run, photos, max_side, temperature, precision, log=print):
     """Runs the export on each photo and compares with model_transform.py's output;
     ExportError naming the photo where a difference exceeds TOLERANCE[precision]."""
+    from colorization.inference import Colorizer
+
     mean_bound, tail_bound, ab_bound = TOLERANCE[precision]
+    colorizer = Colorizer(model, temperature=temperature)  # one any-size wiring for all
     worst = (0.0, 0.0, 0.0)
     for name, image in photos:
-        want_rgb, want_ab = reference(model, image, max_side, temperature)
+        want_rgb, want_ab = reference(colorizer, image, max_side)
         got = run(image[None])
         rgb, ab = np.asarray(got["rgb"])[0], np.asarray(got["ab"])[0]
         if rgb.shape != want_rgb.shape or rgb.dtype != np.uint8:
@@ -302,21 +301,6 @@ def verify(model, run, photos, max_side, temperature, precision, log=print):
 # ---------------------------------------------------------------- the command
 
 
-@contextlib.contextmanager
-def written_in_place(out):
-    """A temporary path beside `out` (a file or a folder) renamed to `out` when the
-    block ends normally; removed, whatever it holds, when the block raises."""
-    tmp = atomic_io.temporary_path(out, os.path.splitext(out)[1])
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def export(args, log=print):
     """Writes and checks the export args asks for; returns the line to print."""
     from colorization.inference import load_model
@@ -330,7 +314,7 @@ def export(args, log=print):
     precision = args.quantize or "float32"
     calibration = (calibration_images(args.calibration, size, args.calibration_count)
                    if args.quantize == "int8" else None)
-    with written_in_place(args.out) as tmp:
+    with atomic_io.replacing(args.out, os.path.splitext(args.out)[1]) as tmp:
         if args.format == "savedmodel":
             write_saved_model(serving, tmp)
         elif args.format == "tflite":

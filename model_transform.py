@@ -235,7 +235,7 @@ def load_job(path, dest, max_pixels, max_side):
 
 def finish_job(job, ab, compare=False):
     """Joins the job's own L with the predicted ab and writes the result (and the
-    --compare figure)."""
+    --compare figure); returns the result (RGB as written)."""
     from colorization.inference import colorize_pixels
 
     result = colorize_pixels(job.pixels, ab, job.pixels.dtype if job.pixels.dtype == np.uint16
@@ -255,6 +255,7 @@ def finish_job(job, ab, compare=False):
         was_colour = not (np.array_equal(pixels[..., 0], pixels[..., 1])
                           and np.array_equal(pixels[..., 1], pixels[..., 2]))
         write_compare(compare_path(job.dest), pixels, result, was_colour)
+    return result
 
 
 def top_k_line(job, probs, names, k):

@@ -46,7 +46,6 @@ class Colorize:
         """(gray preview, colour preview, result path) of one upload, or ImageError."""
         import model_transform
         from colorization.colorspace import lab_to_rgb, to_uint8
-        from colorization.image_io import load_pixels
         from colorization.inference import lightness
 
         name = os.path.splitext(os.path.basename(path))[0][:80] or "photo"
@@ -58,8 +57,7 @@ class Colorize:
         zeros = np.zeros_like(light)
         gray = to_uint8(lab_to_rgb(np.stack([light, zeros, zeros], -1)))
         ab, _ = self.colorizer.predict(job.net_input[None])
-        model_transform.finish_job(job, ab[0])  # writes dest, full resolution
-        result, _ = load_pixels(dest)
+        result = model_transform.finish_job(job, ab[0])  # writes dest, full resolution
         return gray, preview(result), dest
 
     def __call__(self, files, progress=None):

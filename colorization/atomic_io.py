@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import secrets
+import shutil
 
 PREFIX = ".partial-"
 
@@ -31,8 +32,9 @@ def leftovers(path):
 
 @contextlib.contextmanager
 def replacing(path, suffix="", fsync=False):
-    """Yields a temporary path to write; renames it to `path` when the block ends
-    normally, removes it when the block raises."""
+    """Yields a temporary path to write (a file, or a folder such as a SavedModel);
+    renames it to `path` when the block ends normally, removes it when the block
+    raises."""
     tmp = temporary_path(path, suffix)
     try:
         yield tmp
@@ -41,8 +43,11 @@ def replacing(path, suffix="", fsync=False):
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
         raise
 
 

@@ -38,13 +38,13 @@ def run_cli(*args):
     return run_main(model_train.main, args)
 
 
-def test_short_training_lowers_validation_ab_error(short_run, scenes_dataset):
+def test_short_training_lowers_validation_ab_error(short_run, sky_scenes):
     run, result, untrained_path = short_run
-    untrained = val_ab_rmse(keras.saving.load_model(untrained_path), scenes_dataset)
-    trained = val_ab_rmse(keras.saving.load_model(result["model"]), scenes_dataset)
-    # Measured on this data: untrained 27.5, after 48 steps of batch 8 at 3e-3 23.1 (ab
+    untrained = val_ab_rmse(keras.saving.load_model(untrained_path), sky_scenes)
+    trained = val_ab_rmse(keras.saving.load_model(result["model"]), sky_scenes)
+    # Measured on this data: untrained 26.4, after 60 steps of batch 16 at 3e-3 13.3 (ab
     # units).
-    assert trained < 0.95 * untrained, (untrained, trained)
+    assert trained < 0.7 * untrained, (untrained, trained)
     for name in ("model.keras", "best.keras", "config.json", "log.csv",
                  "plots/learning_curves.png", "samples/epoch-004.png"):
         assert os.path.exists(os.path.join(run, name)), name
@@ -55,11 +55,14 @@ def test_short_training_lowers_validation_ab_error(short_run, scenes_dataset):
     assert float(rows[-1]["sample_ab_rmse"]) > 0
 
 
-def test_finished_run_says_so_and_missing_data_is_a_usage_error(tmp_path, scenes_dataset):
-    run = str(tmp_path / "run")
-    model_train.train(tiny_cfg(), scenes_dataset, run, progress=False)
+def test_finished_run_says_so_and_missing_data_is_a_usage_error(tmp_path, short_run,
+                                                                scenes_dataset):
+    run, _, _ = short_run  # finished: its 4 epochs are done
+    files = {n: os.path.getmtime(os.path.join(run, n)) for n in ("config.json", "log.csv",
+                                                                 "model.keras")}
     again = run_cli("--preset", "demo", "--data", scenes_dataset, "--run-dir", run)
     assert again.returncode == 0 and "already finished" in again.stdout
+    assert files == {n: os.path.getmtime(os.path.join(run, n)) for n in files}  # untouched
     missing = run_cli("--preset", "demo", "--data", str(tmp_path / "none"), "--run-dir",
                       str(tmp_path / "r2"))
     assert missing.returncode == 2 and "input_create.py" in missing.stderr
@@ -80,18 +83,21 @@ def test_a_run_being_trained_cannot_be_started_twice(tmp_path, scenes_dataset):
         model_train.lock_run_dir(run)
 
 
-def test_state_round_trip_keeps_weights_and_optimizer_step(tmp_path, scenes_dataset):
-    cfg = tiny_cfg()
+def test_state_round_trip_keeps_weights_and_optimizer_step(short_run):
+    """The state a run saved, restored into a freshly built model: the trained
+    weights, the optimizer's step and its moments."""
+    run, result, _ = short_run
+    cfg = model_train.load_run_config(run)
     build_model.set_precision("float32")
-    model = model_train.compile_model(build_model.build_model(cfg), cfg, True)
-    ds = read_input.make_dataset(scenes_dataset, "train", 8, training=True, seed=0)
-    model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
-    TrainingState(str(tmp_path)).save(model, epoch=0, step_in_epoch=3, global_step=3)
     fresh = model_train.compile_model(build_model.build_model(cfg), cfg, True)
-    state = TrainingState(str(tmp_path)).restore(fresh)
-    assert state["step_in_epoch"] == 3
-    assert int(fresh.optimizer.iterations.numpy()) == 3
-    for a, b in zip(model.weights, fresh.weights, strict=True):
+    moments = [v for v in fresh.optimizer.variables if "momentum" in v.path]
+    assert moments and not any(np.any(keras.ops.convert_to_numpy(v)) for v in moments)
+    state = TrainingState(run).restore(fresh)
+    assert state["global_step"] == 60 and state["finished"]
+    assert int(fresh.optimizer.iterations.numpy()) == 60
+    assert all(np.any(keras.ops.convert_to_numpy(v)) for v in moments)
+    trained = keras.saving.load_model(result["model"])  # written after the last step
+    for a, b in zip(trained.weights, fresh.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 

@@ -60,8 +60,8 @@ def wait_for_state(run, procs, epoch=1, step=2, timeout=600):
 
 SHARED_TRAININGS = ("short_run", "one_device_losses")  # session-scoped trained runs
 # The longest groups (from `--durations=0` on 2 cores), started first.
-SLOWEST_GROUPS = ["test_zhang", "test_hypercolumn", "one_device_losses", "short_run",
-                  "test_compat", "test_convert_model", "test_convert_torch"]
+SLOWEST_GROUPS = ["one_device_losses", "short_run", "test_export", "test_hypercolumn",
+                  "test_zhang", "test_compat", "test_convert_model", "test_convert_torch"]
 
 
 def _uses_module_fixture(item):

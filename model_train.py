@@ -88,10 +88,12 @@ def make_optimizer(cfg, steps_per_epoch=None):
     raise ValueError(f"unknown optimizer {cfg.train.optimizer!r} (adadelta, adam or sgd)")
 
 
-def compile_model(model, cfg, with_labels, summary=None, steps_per_epoch=None):
+def compile_model(model, cfg, with_labels, summary=None, steps_per_epoch=None,
+                  data_spec=None):
     """Compiles with the output space's loss (weighted by the colour prior of
     `summary`, the training set's dataset.json, where the space uses one) and,
-    with labels, alpha x the scene cross-entropy."""
+    with labels, alpha x the scene cross-entropy. data_spec, the element spec of
+    the batches it will train on, lets the loss's state be built here too."""
     import keras
 
     from colorization import systems
@@ -105,9 +107,24 @@ def compile_model(model, cfg, with_labels, summary=None, steps_per_epoch=None):
                   loss_weights=weights)
     # Built here (in the caller's strategy scope), the optimizer's slots exist before
     # fit or train_on_batch traces the step; built inside that trace (Keras's
-    # default), they cost about 6 s more of a short run's start on 2 cores (measured).
+    # default), they cost 7.7 s inside the trace against 0.46 s here (measured, 2 cores).
     model.optimizer.build(model.trainable_variables)
+    if data_spec is not None:
+        build_loss_state(model, data_spec)
     return model
+
+
+def build_loss_state(model, data_spec):
+    """Builds the compiled loss's per-output trackers from the batches' spec.
+
+    Without a distribution strategy Keras builds them inside the first trace of
+    the train step, and a tf.function that creates variables while it is traced
+    is traced again: every run with the scene head (two outputs) traced its step
+    twice. `_symbolic_build` is what Keras itself calls first under a strategy;
+    where a Keras lacks it, the step is traced twice as before."""
+    build = getattr(model, "_symbolic_build", None)
+    if build is not None:
+        build(data_batch=data_spec)
 
 
 class TrainingError(Exception):
@@ -218,7 +235,7 @@ def inputs(run, sample_count):
     return train_ds, val_ds, samples
 
 
-def make_model(run, strategy):
+def make_model(run, strategy, data_spec=None):
     """The compiled model, with the saved state restored on a resume or the
     network's initialization (pretrained weights) on a fresh run."""
     import build_model
@@ -226,7 +243,7 @@ def make_model(run, strategy):
 
     with strategy.scope():
         model = compile_model(build_model.build_model(run.cfg), run.cfg, run.with_labels,
-                              run.summary, run.steps)
+                              run.summary, run.steps, data_spec)
         state = TrainingState(run.run_dir).restore(model)
         if not state and run.cfg.train.init_from:
             load_initial_weights(model, run.cfg.train.init_from)
@@ -447,7 +464,7 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
         strategy, how = choose_strategy(logical_devices)
         print(f"distribution: {how} ({strategy.num_replicas_in_sync} replica(s))", flush=True)
         train_ds, val_ds, samples = inputs(run, sample_count)
-        model, state = make_model(run, strategy)
+        model, state = make_model(run, strategy, train_ds.element_spec)
         if state:
             print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step "
                   f"{state['step_in_epoch']} of {run.steps} (global step "
@@ -501,7 +518,6 @@ def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
 
     build_model.set_precision(policy)
     cfg.train.precision = policy
-    model = compile_model(build_model.build_model(cfg), cfg, cfg.model.num_classes > 0)
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, 224, 224, 1), np.float32)
     from colorization import systems
@@ -511,6 +527,8 @@ def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
     y = {output.name: rng.random((batch_size, side, side, 2), np.float32)}
     if cfg.model.num_classes:
         y["scene"] = rng.integers(0, cfg.model.num_classes, batch_size).astype("int32")
+    model = compile_model(build_model.build_model(cfg), cfg, cfg.model.num_classes > 0,
+                          data_spec=(x, y))
     for _ in range(warmup):
         model.train_on_batch(x, y)
     times = []

@@ -155,16 +155,24 @@ def test_a_full_disk_stops_training_with_one_line_and_keeps_the_last_state(
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
-def test_one_step_under_each_precision_policy(policy, scenes_dataset):
+def test_one_step_under_each_precision_policy_is_traced_once(policy, scenes_dataset):
     cfg = tiny_cfg(precision=policy)
     build_model.set_precision(policy)
     try:
-        model = model_train.compile_model(build_model.build_model(cfg), cfg, True)
         x, y = next(iter(read_input.make_dataset(scenes_dataset, "train", 4, seed=0)))
+        model = model_train.compile_model(build_model.build_model(cfg), cfg, True,
+                                          data_spec=(x, y))
+        traces = []
+        step = model.train_step
+        model.train_step = lambda data: traces.append(1) or step(data)
         logs = model.train_on_batch(x, y, return_dict=True)
+        model.train_on_batch(x, y)
     finally:
         build_model.set_precision("float32")
     assert all(np.isfinite(v) for v in logs.values()), logs
+    # Two outputs (ab and scene): without the loss state built up front, Keras built
+    # it inside the first trace and then traced the step a second time.
+    assert len(traces) == 1, len(traces)
 
 
 def test_auto_precision_says_why():

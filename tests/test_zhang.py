@@ -141,11 +141,12 @@ def test_iizuka_network_with_the_classification_head(tmp_path):
     out = styled.predict({"gray": x, "global_gray": x}, verbose=0)
     assert out["ab_bins"].shape == (2, 25, 35, q)
     # It trains: the rebalanced loss on one fixed batch (one colour per image) falls.
-    model_train.compile_model(model, cfg, with_labels=True)  # unweighted: no colour prior
     xb = np.random.default_rng(1).random((4, 224, 224, 1)).astype(np.float32)
     colours = np.array([[20, -30], [-40, 10], [50, 60], [0, 0]], np.float32)
     ab = np.broadcast_to(colours[:, None, None], (4, 112, 112, 2))
     yb = {"ab_bins": ((ab + 128) / 255).astype(np.float32), "scene": np.arange(4, dtype=np.int32)}
+    # Unweighted (no colour prior); the batch's spec builds the loss state up front.
+    model_train.compile_model(model, cfg, with_labels=True, data_spec=(xb, yb))
     first = model.train_on_batch(xb, yb)
     for _ in range(15):
         last = model.train_on_batch(xb, yb)

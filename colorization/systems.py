@@ -6,18 +6,20 @@ one place that resolves a config, or a saved model, to them.
     zhang       ab_bins                           zhang.py
     larsson     hue_chroma_hist, lab_hist         hypercolumn.py (+ histograms.py)
     varga       uv                                hypercolumn.py (+ uv.py)
+    lite        ab_bins, ab                       lite.py (+ efficientnet.py)
+    lite_hypercolumn  hue_chroma_hist, lab_hist   lite.py (+ efficientnet.py)
 
 Adding a system: its module (an OutputSpace and/or a Network, seam.py), its line
 below, and a preset in config.py. Every stage asks here (resolve, of_model,
 decoded_ab01) instead of branching on a system's name.
 """
 
-from colorization import ab_bins, histograms, hypercolumn, iizuka, uv, zhang
+from colorization import ab_bins, histograms, hypercolumn, iizuka, lite, uv, zhang
 
 OUTPUTS = {o.name: o for o in (iizuka.AB, ab_bins.AB_BINS, histograms.LAB_HIST,
                                histograms.HUE_CHROMA_HIST, uv.UV_OUTPUT)}
 NETWORKS = {n.name: n for n in (iizuka.NETWORK, zhang.NETWORK, hypercolumn.LARSSON,
-                                hypercolumn.VARGA)}
+                                hypercolumn.VARGA, lite.FUSION, lite.HYPERCOLUMN)}
 
 
 class UnknownModel(ValueError):

@@ -301,13 +301,25 @@ def verify(model, run, photos, max_side, temperature, precision, log=print):
 # ---------------------------------------------------------------- the command
 
 
+def converter_failure(fmt, error):
+    """A converter's exception as one line: the format and the first line of its
+    cause (a TFLite conversion error is hundreds of lines of MLIR; --verbose prints
+    it whole)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    cause = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "")
+    return (f"the {fmt} converter failed: {type(error).__name__}: {cause[:300]} "
+            "(--verbose shows its whole output)")
+
+
 def export(args, log=print):
     """Writes and checks the export args asks for; returns the line to print."""
-    from colorization.inference import load_model
+    from colorization.inference import float32_model, load_model
     from colorization.serving import serving_model
 
     started = time.perf_counter()
-    model = load_model(args.model)
+    # A model trained in mixed bfloat16 or float16 exports as its float32 twin, and is
+    # checked against that twin: the same weights, whatever the training's precision.
+    model = float32_model(load_model(args.model))
     serving = serving_model(model, args.max_side, args.temperature)
     size = tuple(args.size) if args.format == "tflite" else None
     photos = check_photos(args.check, args.max_side, size)
@@ -315,12 +327,17 @@ def export(args, log=print):
     calibration = (calibration_images(args.calibration, size, args.calibration_count)
                    if args.quantize == "int8" else None)
     with atomic_io.replacing(args.out, os.path.splitext(args.out)[1]) as tmp:
-        if args.format == "savedmodel":
-            write_saved_model(serving, tmp)
-        elif args.format == "tflite":
-            write_tflite(serving, tmp, size, args.quantize, calibration)
-        else:
-            write_onnx(serving, tmp)
+        try:
+            if args.format == "savedmodel":
+                write_saved_model(serving, tmp)
+            elif args.format == "tflite":
+                write_tflite(serving, tmp, size, args.quantize, calibration)
+            else:
+                write_onnx(serving, tmp)
+        except (ExportError, OSError):
+            raise
+        except Exception as e:  # each converter raises its own types
+            raise ExportError(converter_failure(args.format, e)) from e
         verify(model, runner(args.format, tmp), photos, args.max_side, args.temperature,
                precision, log)
     what = f"{args.format}" + (f" ({args.quantize})" if args.quantize else "")
@@ -384,6 +401,10 @@ def main(argv=None):
         print(f"export_model.py: error: {args.model}: {e}", file=sys.stderr)
         return 2
     except ExportError as e:
+        if quiet.verbose_requested(argv) and e.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"export_model.py: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a folder without write permission

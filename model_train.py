@@ -564,6 +564,11 @@ def parse_args(argv):
     p.add_argument("--vgg-weights", metavar="FILE|imagenet|none",
                    help="VGG-16 weights of the larsson / varga presets: imagenet (download), "
                         "a local file of the convolutional weights, or none (random)")
+    p.add_argument("--encoder", choices=["lite0", "lite1", "lite2"],
+                   help="the lite networks' pretrained EfficientNet-Lite (default lite0)")
+    p.add_argument("--encoder-training", choices=["frozen", "frozen_bn", "fine_tune"],
+                   help="the lite networks' encoder: frozen (default), frozen_bn (its batch "
+                        "norms kept, the rest trained) or fine_tune")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--logical-cpus", type=int, default=0,
@@ -609,6 +614,9 @@ def _requested(args):
     model = model_overrides(args)
     if args.vgg_weights is not None:
         model["backbone_weights"] = args.vgg_weights
+    for name in ("encoder", "encoder_training"):
+        if getattr(args, name) is not None:
+            model[name] = getattr(args, name)
     return {"train": train, "model": model}
 
 

@@ -73,6 +73,42 @@ def load_model(path):
     return model
 
 
+def _float32_config(value):
+    """A layer config with every mixed-precision dtype policy made float32."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "DTypePolicy" and str(
+                value.get("config", {}).get("name", "")).startswith("mixed_"):
+            return {**value, "config": {**value["config"], "name": "float32"}}
+        return {k: _float32_config(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_float32_config(v) for v in value]
+    if isinstance(value, str) and value.startswith("mixed_"):
+        return "float32"
+    return value
+
+
+def float32_model(model):
+    """The model (same layers, names and weights) with every mixed_float16 or
+    mixed_bfloat16 layer made float32; the model itself where none is mixed.
+
+    A model trained under a mixed policy keeps that policy in each layer, so its
+    graph computes in bfloat16 or float16: TFLite then has no kernels for its
+    convolutions (ERROR_NEEDS_FLEX_OPS), and a CPU without bf16 runs it slowly.
+    The exports (serving.py) are built from this twin, whatever the training's
+    precision."""
+    import keras
+
+    if not any(str(getattr(layer.dtype_policy, "name", "")).startswith("mixed_")
+               for layer in model.layers):
+        return model
+    from colorization import layers  # noqa: F401  (registers the custom layers)
+
+    config = _float32_config(keras.saving.serialize_keras_object(model))
+    twin = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def class_names_for(model_path, num_classes, model=None):
     """Scene names the model carries (a converted release's NamedClasses), else
     those model_train.py saved beside it, else 'class k'."""

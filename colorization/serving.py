@@ -111,7 +111,11 @@ class JoinLightness(keras.layers.Layer):
 
 def serving_model(model, max_side=512, temperature=None, global_size=None):
     """uint8 photo (n, H, W, C) of any size -> {"rgb": uint8 (n, H, W, 3), "ab":
-    float32 ab (n, H, W, 2)}, the same layers and weights as `model`."""
+    float32 ab (n, H, W, 2)}, the same layers and weights as `model`, computed in
+    float32 whatever the policy it was trained under (inference.float32_model)."""
+    from colorization.inference import float32_model
+
+    model = float32_model(model)
     network, output = systems.of_model(model)
     size = int(global_size or model.input_shape[1] or 224)
     net = network.any_size(model, output, size)

@@ -230,3 +230,69 @@ def test_bench_export_reports_int8_against_float_keras(scenes_dataset):
     assert result["tflite_float32"]["ab_rmse_vs_keras_float"] < 0.01
     assert 0.0 < result["tflite_int8"]["ab_rmse_vs_keras_float"] < 4.0
     assert result["tflite_int8_size_mb"] < 0.5 * result["keras_file_mb"]
+
+
+# ---------------------------------------------------------------- any training precision
+
+
+def _saved_under(policy, folder, network="iizuka", output="ab_bins"):
+    """A tiny model built and saved under `policy` (its layers keep the policy)."""
+    build_model.set_precision(policy)
+    try:
+        model = build_model.build_model(tiny_cfg(network, output))
+        path = str(folder / f"{policy}.keras")
+        model.save(path)
+    finally:
+        build_model.set_precision("float32")
+    return path
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_the_float32_twin_of_a_mixed_model_computes_in_float32(policy, tmp_path):
+    from colorization.inference import float32_model
+
+    mixed = load_model(_saved_under(policy, tmp_path))
+    assert {layer.dtype_policy.name for layer in mixed.layers} >= {policy}
+    twin = float32_model(mixed)
+    assert {layer.dtype_policy.name for layer in twin.layers} == {"float32"}
+    assert [layer.name for layer in twin.layers] == [layer.name for layer in mixed.layers]
+    assert all(np.array_equal(a, b) for a, b in zip(twin.get_weights(), mixed.get_weights(),
+                                                   strict=True))
+    assert systems.of_model(twin) == systems.of_model(mixed)
+    x = np.random.default_rng(0).random((1, 224, 224, 1)).astype(np.float32)
+    a, b = twin.predict(x, verbose=0)["ab_bins"], mixed.predict(x, verbose=0)["ab_bins"]
+    assert np.abs(a - b).max() < 0.2 and not np.array_equal(a, b)  # the same net, more bits
+    assert float32_model(twin) is twin  # nothing to do for a float32 model
+
+
+# Before the twin, a bf16 model's TFLite export failed (ERROR_NEEDS_FLEX_OPS: TFLite
+# has no bfloat16 convolution) with a traceback of about 1,700 lines.
+@pytest.mark.parametrize("policy, fmt, quantize", [
+    ("mixed_bfloat16", "tflite", None), ("mixed_bfloat16", "tflite", "float16"),
+    ("mixed_bfloat16", "savedmodel", None), ("mixed_bfloat16", "onnx", None),
+    ("mixed_float16", "tflite", None), ("mixed_float16", "savedmodel", None),
+    ("mixed_float16", "onnx", None)])
+def test_a_model_saved_under_a_mixed_policy_exports_and_passes_its_check(policy, fmt, quantize,
+                                                                         tmp_path):
+    path = _saved_under(policy, tmp_path)
+    out = str(tmp_path / {"savedmodel": "sm", "tflite": "m.tflite", "onnx": "m.onnx"}[fmt])
+    args = [path, "--format", fmt, "--out", out, "--check", ASTRONAUT]
+    proc = run_main(export_model.main, args + (["--quantize", quantize] if quantize else []))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checked on" in proc.stdout and os.path.exists(out)
+
+
+def test_a_converter_failure_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    def failing(*_args, **_kwargs):
+        raise RuntimeError("loc(fused[...]): 'tf.Conv2D' op is neither a custom op nor a flex op\n"
+                           + "  %1 = mlir\n" * 500 + "error: ERROR_NEEDS_FLEX_OPS")
+
+    monkeypatch.setattr(export_model, "write_tflite", failing)
+    out = str(tmp_path / "m.tflite")
+    proc = run_main(export_model.main, [SHIPPED, "--format", "tflite", "--out", out])
+    assert_refused(proc, "export_model.py", "the tflite converter failed: RuntimeError", out,
+                   str(tmp_path))
+    proc = run_main(export_model.main, [SHIPPED, "--format", "tflite", "--out", out,
+                                        "--verbose"])
+    assert proc.returncode == 2 and proc.stderr.count("%1 = mlir") == 500
+    assert not os.path.exists(out)

@@ -39,7 +39,7 @@ from colorization.colorspace import (
 from colorization.example_codec import AB_BIN_CENTERS, colour_prior
 
 COLUMNS = ("ab_rmse", "auc", "auc_rebalanced", "psnr", "ssim", "colourfulness",
-           "delta_colourfulness", "sky_ab_rmse", "sky_auc")
+           "delta_colourfulness", "colourfulness_pct", "false_colour", "sky_ab_rmse", "sky_auc")
 GRID_IMAGES = 6
 
 
@@ -251,7 +251,8 @@ def table(results):
     keys = [k for k in COLUMNS if any(k in r for r in results.values())]
     width = max(len(n) for n in results) + 2
     heads = {"delta_colourfulness": "d_colourful", "colourfulness": "colourful",
-             "auc_rebalanced": "auc_rebal"}
+             "auc_rebalanced": "auc_rebal", "colourfulness_pct": "colour%",
+             "false_colour": "false%"}
     cols = [max(len(heads.get(k, k)), 7) + 2 for k in keys]
     lines = ["model".ljust(width) + "".join(f"{heads.get(k, k):>{c}s}"
                                             for k, c in zip(keys, cols, strict=True))]

@@ -65,6 +65,18 @@ def ab_errors(pred_ab, truth_ab):
     return np.sqrt(np.sum(d * d, -1)).ravel()
 
 
+FALSE_COLOUR_MARGIN = 10.0  # ab units
+
+
+def false_colour_share(pred_ab, truth_ab, margin=FALSE_COLOUR_MARGIN):
+    """Percent of pixels whose ab error exceeds gray's own (|truth ab|, the error of
+    predicting ab = 0) by more than `margin`: colour that is worse than none. Gray
+    scores 0 by definition."""
+    truth = np.asarray(truth_ab, np.float32)
+    gray_errors = np.sqrt(np.sum(truth * truth, -1)).ravel()
+    return float(100.0 * np.mean(ab_errors(pred_ab, truth) > gray_errors + margin))
+
+
 def accuracy_curve(errors, weights=None):
     """Fraction of pixels (weighted) with error <= t for each t of AUC_THRESHOLDS."""
     errors = np.asarray(errors, np.float32).ravel()
@@ -106,7 +118,11 @@ def image_metrics(pred_rgb8, truth_rgb8, pred_ab, truth_ab, prior=None, bin_cent
     out = {"psnr": psnr(pred_rgb8, truth_rgb8), "ssim": ssim(pred_rgb8, truth_rgb8),
            "ab_rmse": ab_rmse(pred_ab, truth_ab), "colourfulness": colourfulness(pred_rgb8),
            "auc": auc(errors)}
-    out["delta_colourfulness"] = out["colourfulness"] - colourfulness(truth_rgb8)
+    truth_colourfulness = colourfulness(truth_rgb8)
+    out["delta_colourfulness"] = out["colourfulness"] - truth_colourfulness
+    if truth_colourfulness > 1e-6:  # as a percentage of the truth's (none of a gray one)
+        out["colourfulness_pct"] = 100.0 * out["colourfulness"] / truth_colourfulness
+    out["false_colour"] = false_colour_share(pred_ab, truth_ab)
     if prior is not None:
         out["auc_rebalanced"] = auc(errors, inverse_prior_weights(truth_ab, prior, bin_centers))
     return out

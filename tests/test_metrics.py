@@ -77,3 +77,22 @@ def test_colourfulness_of_a_known_image():
     mu = np.hypot(127.5, 63.75)
     assert metrics.colourfulness(img) == pytest.approx(sigma + 0.3 * mu)
     assert metrics.colourfulness(np.full((4, 4, 3), 90, np.uint8)) == 0.0
+
+
+def test_false_colour_share_by_hand():
+    """Four pixels of true ab (30, 0): predictions gray (error 30, as gray's: not
+    false), the truth (0), (-15, 0) (error 45 > 30 + 10: false) and (0, 30)
+    (error 42.4 > 40: false); gray itself scores 0."""
+    truth = np.array([[[30.0, 0.0]] * 4], np.float32)
+    pred = np.array([[[0.0, 0.0], [30.0, 0.0], [-15.0, 0.0], [0.0, 30.0]]], np.float32)
+    assert metrics.false_colour_share(pred, truth) == pytest.approx(50.0)
+    assert metrics.false_colour_share(np.zeros_like(truth), truth) == 0.0
+    # Just within the margin: error 39.9 against gray's 30.
+    assert metrics.false_colour_share(np.array([[[-9.9, 0.0]]]), truth[:, :1]) == 0.0
+    rgb = np.random.default_rng(0).integers(0, 255, (8, 8, 3)).astype(np.uint8)
+    half = ((rgb.astype(np.float64) - 128) * 0.5 + 128).round().astype(np.uint8)
+    m = metrics.image_metrics(rgb, rgb, np.zeros((8, 8, 2)), np.zeros((8, 8, 2)))
+    assert m["colourfulness_pct"] == pytest.approx(100.0) and m["false_colour"] == 0.0
+    m = metrics.image_metrics(half, rgb, np.zeros((8, 8, 2)), np.zeros((8, 8, 2)))
+    want = 100 * metrics.colourfulness(half) / metrics.colourfulness(rgb)
+    assert m["colourfulness_pct"] == pytest.approx(want) and 40 < want < 60

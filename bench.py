@@ -586,8 +586,9 @@ def check_args(p, args):
     a traceback, or be accepted and give empty figures)."""
     from config import PRESETS
 
-    if args.preset not in PRESETS:
-        p.error(f"unknown --preset {args.preset!r}; choose from {', '.join(sorted(PRESETS))}")
+    for preset in args.preset.split(","):
+        if preset not in PRESETS:
+            p.error(f"unknown --preset {preset!r}; choose from {', '.join(sorted(PRESETS))}")
     for name, least in (("batch_size", 1), ("repeats", 1), ("max_side", 0)):
         if getattr(args, name) < least:
             p.error(f"--{name.replace('_', '-')} must be at least {least}")
@@ -629,7 +630,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32, help="training batch for --train")
     p.add_argument("--policies", default="float32,mixed_bfloat16",
                    help="precision policies for --train (comma-separated)")
-    p.add_argument("--preset", default="paper")
+    p.add_argument("--preset", default="paper",
+                   help="the network(s) of --train, --infer and --transform: a preset, or "
+                        "several separated by commas for --train and --infer")
     p.add_argument("--max-side", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="bench.json")
@@ -666,18 +669,27 @@ def main(argv=None):
         for r in report["matmul_peak"]:
             print(f"matmul peak {r['dtype']:8s} (n={r['n']}): {r['gflops']:.0f} GFLOP/s "
                   f"(best of {r['repeats']}; median {r['gflops_median']:.0f})", flush=True)
-    if args.train:
-        report["train"] = bench_train(args.preset, args.policies.split(","), args.batch_size,
-                                      peaks, batch_norms=("keras", "fused") if args.batch_norm
-                                      else ("fused",))
-    if args.infer:
-        report["infer"] = bench_infer(args.preset, auto, peaks)
+    # Several presets (--preset paper,lite) are measured one after another in this run:
+    # report["train"] and ["infer"] hold the first, report["presets"] every one.
+    presets = args.preset.split(",")
+    for preset in presets:
+        entry = {}
+        if args.train:
+            entry["train"] = bench_train(preset, args.policies.split(","), args.batch_size,
+                                         peaks, batch_norms=("keras", "fused")
+                                         if args.batch_norm else ("fused",))
+        if args.infer:
+            entry["infer"] = bench_infer(preset, auto, peaks)
+        if entry and preset == presets[0]:
+            report.update(entry)
+        if entry and len(presets) > 1:
+            report.setdefault("presets", {})[preset] = entry
     if args.input:
         report["input"] = bench_input(args.data)
     if args.build:
         report["build"] = bench_build()
     if args.transform:
-        report["transform"] = bench_transform(args.preset, args.max_side, args.repeats)
+        report["transform"] = bench_transform(presets[0], args.max_side, args.repeats)
     if args.export:
         import export_model
         import model_transform

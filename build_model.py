@@ -92,7 +92,8 @@ def layer_table(model):
                 k = layer.kernel.shape
                 stride = layer.strides[0] * layer.strides[1]
                 flops += 2 * k[0] * k[1] * k[2] * k[3] * out_shape[1] * out_shape[2] // stride
-            elif isinstance(layer, keras.layers.Conv2D):
+            elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+                # a depthwise kernel is (k, k, C, multiplier): the same product
                 k = layer.kernel.shape
                 flops += 2 * k[0] * k[1] * k[2] * k[3] * out_shape[1] * out_shape[2]
             elif isinstance(layer, keras.layers.Dense):

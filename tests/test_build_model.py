@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import build_model
+from colorization.efficientnet import LiteGrayInput, LiteRGBInput
 from colorization.layers import CropToHalfOf, Fusion, PadToMultiple
 from config import get_config
 
@@ -80,7 +81,8 @@ def test_fusion_equals_naive_per_pixel_concatenation():
 
 
 @pytest.mark.parametrize("layer", [Fusion(16, name="f"), PadToMultiple(8, name="p"),
-                                   CropToHalfOf(name="c")])
+                                   CropToHalfOf(name="c"), LiteGrayInput(name="g"),
+                                   LiteRGBInput(name="r")])
 def test_custom_layers_round_trip_their_config(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
@@ -148,3 +150,19 @@ def test_bilinear_upsampling_equals_keras_and_compiles_for_any_size():
         want = keras.ops.convert_to_numpy(
             keras.layers.UpSampling2D(4, interpolation="bilinear")(x))
         np.testing.assert_allclose(model.predict_on_batch(x), want, atol=1e-6)
+
+
+def test_depthwise_convolutions_count_their_flops():
+    """By hand: a 3x3 depthwise convolution of 4 channels at stride 2 on 8x8 gives
+    4x4x4 outputs of 9 multiply-adds each: 2 * 9 * 4 * 16 = 1,152 FLOPs; the 1x1
+    convolution after it 2 * 4 * 6 * 16 = 768. EfficientNet-Lite0 then counts 0.77
+    GFLOP at 224 x 224, about twice its published 0.4 billion multiply-adds."""
+    x = keras.Input((8, 8, 4))
+    y = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False)(x)
+    y = keras.layers.Conv2D(6, 1, use_bias=False)(y)
+    rows = build_model.layer_table(keras.Model(x, y))
+    assert [r[3] for r in rows] == [1152, 768]
+    from colorization import efficientnet
+
+    lite0 = efficientnet.build_classifier("lite0", 224)
+    assert 0.70e9 < sum(r[3] for r in build_model.layer_table(lite0)) < 0.85e9

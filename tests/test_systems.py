@@ -132,6 +132,25 @@ def test_bench_train_and_infer_take_any_system():
         assert infer["images_per_s_224"] > 0 and infer["seconds_full"] > 0
 
 
+def test_bench_measures_several_presets_in_one_run(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "bench_matmul", lambda dtype, **_: {
+        "dtype": dtype, "n": 8, "gflops": 1.0, "gflops_median": 1.0, "repeats": 1})
+    monkeypatch.setattr(bench, "bench_train", lambda preset, *_a, **_k: calls.append(
+        ("train", preset)) or {"preset": preset})
+    monkeypatch.setattr(bench, "bench_infer", lambda preset, *_a, **_k: calls.append(
+        ("infer", preset)) or {"preset": preset})
+    out = tmp_path / "b.json"
+    proc = run_main(bench.main, ["--train", "--infer", "--preset", "paper,lite", "--out",
+                                 str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert calls == [("train", "paper"), ("infer", "paper"), ("train", "lite"),
+                     ("infer", "lite")]
+    report = json.loads(out.read_text())
+    assert report["train"] == {"preset": "paper"}  # the first, where one preset puts it
+    assert report["presets"]["lite"]["infer"] == {"preset": "lite"}
+
+
 def test_bench_input_build_and_transform_run_small(scenes_dataset):
     assert bench.bench_input(scenes_dataset, batch_size=8)["examples_per_s"] > 0
     build = bench.bench_build(count=16, repeats=1, whole_count=24)
@@ -142,6 +161,7 @@ def test_bench_input_build_and_transform_run_small(scenes_dataset):
 
 @pytest.mark.parametrize("args, says", [
     (["--infer", "--preset", "nope"], "unknown --preset 'nope'"),
+    (["--infer", "--preset", "paper,nope"], "unknown --preset 'nope'"),
     (["--train", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["--transform", "--repeats", "0"], "--repeats must be at least 1"),
     (["--transform", "--max-side", "-1"], "--max-side must be at least 0"),

@@ -359,7 +359,7 @@ def prepare_model(args, model_path):
         ref_pixels, _ = decode_pixels(ref_data)
         reference = network_input(ref_pixels, args.max_side)
     colorizer = Colorizer(model, with_reference=reference is not None,
-                          temperature=args.temperature)
+                          temperature=args.temperature, saturation=args.saturation)
     return colorizer, reference, class_names_for(model_path, colorizer.num_classes, model)
 
 
@@ -439,6 +439,9 @@ def parse_args(argv):
                    help="annealed-mean temperature for a model with a classification head "
                         "(Zhang et al.; default 0.38; 1 = the mean of the predicted "
                         "colour distribution, towards 0 its mode)")
+    p.add_argument("--saturation", type=float, default=1.0, metavar="S",
+                   help="scale the predicted colours' chroma: 0 = gray, 1 = the model's "
+                        "choice (default), up to 2")
     p.add_argument("--compare", action="store_true",
                    help="also write NAME_color_compare.png: input, result and original")
     p.add_argument("--top-k", type=int, default=0, metavar="N",
@@ -450,6 +453,8 @@ def parse_args(argv):
         p.error("--max-side, --max-pixels and --top-k must be >= 0")
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
+    if not 0.0 <= args.saturation <= 2.0:
+        p.error("--saturation must be between 0 and 2")
     return args
 
 

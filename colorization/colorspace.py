@@ -235,6 +235,16 @@ def model_to_ab(ab01):
     return np.asarray(ab01, np.float32) * 255.0 - 128.0
 
 
+def saturate_ab01(ab01, saturation):
+    """ab01 with its chroma scaled by `saturation` about gray (ab = 0): 0 gives gray,
+    1 the values themselves, 2 twice the chroma (model_transform.py --saturation).
+    Kept in [0, 1]; the photo's gamut is fitted later, at fixed L."""
+    if saturation == 1.0:
+        return ab01
+    ab = model_to_ab(ab01) * np.float32(saturation)
+    return np.clip(ab_to_model(ab), 0.0, 1.0)
+
+
 def join_lab(l_channel, ab):
     """Concatenates L (..., 1) in [0, 100] with ab (..., 2) into float Lab."""
     return np.concatenate([np.asarray(l_channel, np.float32), np.asarray(ab, np.float32)], -1)

@@ -23,6 +23,7 @@ from colorization.colorspace import (
     model_to_ab,
     rgb8_to_l,
     rgb_to_lab,
+    saturate_ab01,
 )
 from colorization.image_io import to_float
 
@@ -169,7 +170,7 @@ class Colorizer:
     `temperature` (T = 1: the mean of the predicted distribution, T -> 0: its mode).
     """
 
-    def __init__(self, model, with_reference=False, temperature=None):
+    def __init__(self, model, with_reference=False, temperature=None, saturation=1.0):
         from build_model import any_size_model
         from colorization import systems
 
@@ -181,6 +182,7 @@ class Colorizer:
         self.net = any_size_model(model, self.global_size, with_global_input=with_reference)
         self.with_reference = with_reference
         self.temperature = temperature  # None: ab_bins.TEMPERATURE
+        self.saturation = float(saturation)  # chroma about gray: 0 gray, 1 the model's
         self.num_classes = int(model.output["scene"].shape[-1]) if "scene" in model.output else 0
 
     def predict(self, gray_batch, reference=None):
@@ -202,7 +204,8 @@ class Colorizer:
             out = self.net.predict_on_batch({"gray": x, "global_gray": ref})
         else:
             out = self.net.predict_on_batch(x)
-        ab = decoded_ab01(out, self.temperature, gray=x, output=self.output)
+        ab = saturate_ab01(decoded_ab01(out, self.temperature, gray=x, output=self.output),
+                           self.saturation)
         probs = ops.convert_to_numpy(out["scene"]) if "scene" in out else None
         return ab, probs
 

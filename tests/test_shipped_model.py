@@ -66,3 +66,20 @@ def test_model_transform_uses_it_when_nothing_is_trained(heldout_folder, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert "model: " in proc.stderr and "shipped real-photo model" in proc.stderr
     assert colorized_chroma(photo, out) > 5.0  # a colour photo, the input's own L
+
+
+def test_saturation_zero_gives_gray_one_the_models_output(heldout_folder, tmp_path):
+    photo = str(heldout_folder / "coffee.png")
+    outs = {}
+    for s in ("0", "0.5", "1", None):
+        out = str(tmp_path / f"coffee_{s}.png")
+        proc = run_transform(photo, "--out", out, *(["--saturation", s] if s else []),
+                             cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        outs[s] = out
+    chroma = {s: colorized_chroma(photo, out) for s, out in outs.items()}  # and the input's L
+    assert chroma["0"] < 0.6  # gray, up to the 8-bit rounding of R = G = B
+    assert np.array_equal(cv2.imread(outs["1"]), cv2.imread(outs[None]))  # 1 is the default
+    assert chroma["1"] > 5.0 and 0.4 < chroma["0.5"] / chroma["1"] < 0.6
+    proc = run_transform(photo, "--saturation", "3", "--out", str(tmp_path / "x.png"))
+    assert proc.returncode == 2 and "--saturation must be between 0 and 2" in proc.stderr

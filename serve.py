@@ -60,9 +60,10 @@ class Colorize:
         result = model_transform.finish_job(job, ab[0])  # writes dest, full resolution
         return gray, preview(result), dest
 
-    def __call__(self, files, progress=None):
+    def __call__(self, files, progress=None, saturation=1.0):
         from colorization.image_io import ImageError
 
+        self.colorizer.saturation = float(saturation)  # the page's slider (0 gray, 1 model's)
         pairs, results, lines = [], [], []
         files = list(files or [])
         for i, path in enumerate(files):
@@ -97,8 +98,8 @@ def preview(image):
 def build_page(colorize, model_line):
     import gradio as gr
 
-    def run(files, progress=gr.Progress()):  # noqa: B008 (Gradio's way to ask for progress)
-        pairs, results, message = colorize(files, progress)
+    def run(files, saturation, progress=gr.Progress()):  # noqa: B008 (Gradio's progress)
+        pairs, results, message = colorize(files, progress, saturation)
         if not pairs:
             gr.Warning("No photo could be colorized; see the messages.")
         first = pairs[0] if pairs else None
@@ -115,6 +116,8 @@ def build_page(colorize, model_line):
             uploads = gr.File(file_count="multiple", file_types=["image"],
                               label="Photos", elem_id="uploads")
             with gr.Column():
+                saturation = gr.Slider(0.0, 2.0, value=1.0, step=0.05, elem_id="saturation",
+                                       label="saturation (0 gray, 1 the model's colours)")
                 button = gr.Button("Colorize", variant="primary", elem_id="colorize")
                 message = gr.Markdown(elem_id="messages")
         slider = gr.ImageSlider(label="gray | colorized (drag the handle)",
@@ -125,7 +128,7 @@ def build_page(colorize, model_line):
         downloads = gr.File(file_count="multiple", label="Full-resolution results",
                             elem_id="downloads")
         pairs = gr.State([])
-        button.click(run, uploads, [slider, gallery, downloads, message, pairs])
+        button.click(run, [uploads, saturation], [slider, gallery, downloads, message, pairs])
         gallery.select(pick, pairs, slider)
     return page
 

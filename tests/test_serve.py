@@ -145,3 +145,18 @@ def test_a_broken_file_gets_a_message_on_the_page(page, browser, tmp_path):
     assert "gray.png: colorized" in messages, messages
     assert "Traceback" not in log.read_text()
     assert np.all([e.is_displayed() for e in browser.find_elements(By.ID, "messages")])
+
+
+def test_the_pages_saturation_reaches_the_colorizer(tmp_path):
+    import serve
+
+    colorize = serve.Colorize(os.path.join(ROOT, "resources", "models", "real-photos.keras"),
+                              str(tmp_path), 256, serve.MAX_PIXELS)
+    photo = str(tmp_path / "astronaut.png")  # lossless: the result keeps the photo's L
+    cv2.imwrite(photo, cv2.imread(os.path.join(ROOT, "resources", "photos", "astronaut.jpg")))
+    chroma = {}
+    for s in (0.0, 1.0):
+        _, results, _ = colorize([photo], saturation=s)
+        chroma[s] = colorized_chroma(photo, results[0])
+        os.remove(results[0])
+    assert chroma[0.0] < 0.6 < 5.0 < chroma[1.0]

@@ -265,13 +265,14 @@ def reference(colorizer, image, max_side):
     return colorize_pixels(rgb, ab01[0]), ab
 
 
-def verify(model, run, photos, max_side, temperature, precision, log=print):
+def verify(model, run, photos, max_side, temperature, precision, log=print, saturation=1.0):
     """Runs the export on each photo and compares with model_transform.py's output;
     ExportError naming the photo where a difference exceeds TOLERANCE[precision]."""
     from colorization.inference import Colorizer
 
     mean_bound, tail_bound, ab_bound = TOLERANCE[precision]
-    colorizer = Colorizer(model, temperature=temperature)  # one any-size wiring for all
+    # one any-size wiring for all photos
+    colorizer = Colorizer(model, temperature=temperature, saturation=saturation)
     worst = (0.0, 0.0, 0.0)
     for name, image in photos:
         want_rgb, want_ab = reference(colorizer, image, max_side)
@@ -320,7 +321,7 @@ def export(args, log=print):
     # A model trained in mixed bfloat16 or float16 exports as its float32 twin, and is
     # checked against that twin: the same weights, whatever the training's precision.
     model = float32_model(load_model(args.model))
-    serving = serving_model(model, args.max_side, args.temperature)
+    serving = serving_model(model, args.max_side, args.temperature, saturation=args.saturation)
     size = tuple(args.size) if args.format == "tflite" else None
     photos = check_photos(args.check, args.max_side, size)
     precision = args.quantize or "float32"
@@ -339,7 +340,7 @@ def export(args, log=print):
         except Exception as e:  # each converter raises its own types
             raise ExportError(converter_failure(args.format, e)) from e
         verify(model, runner(args.format, tmp), photos, args.max_side, args.temperature,
-               precision, log)
+               precision, log, saturation=args.saturation)
     what = f"{args.format}" + (f" ({args.quantize})" if args.quantize else "")
     shape = f"1x{size[0]}x{size[1]}x3" if size else "any size"
     return (f"wrote {args.out}: {what}, uint8 {shape} in, 'rgb' uint8 and 'ab' out, "
@@ -376,6 +377,9 @@ def main(argv=None):
                    help="the network sees the long side capped to this (0: full size)")
     p.add_argument("--temperature", type=float, help="annealed mean's T of a "
                    "classification output (default: the model's own)")
+    p.add_argument("--saturation", type=float, default=1.0, metavar="S",
+                   help="the colours' chroma, baked into the graph: 0 gray, 1 the model's "
+                        "choice (default), up to 2 (model_transform.py --saturation)")
     p.add_argument("--check", nargs="+", default=[DEFAULT_CHECK], metavar="PHOTO",
                    help="photos or folders the export is checked on (default: "
                    "resources/photos)")
@@ -391,6 +395,8 @@ def main(argv=None):
         p.error("--calibration-count must be >= 1 and --max-side >= 0")
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
+    if not 0.0 <= args.saturation <= 2.0:
+        p.error("--saturation must be between 0 and 2")
     if os.path.exists(args.out):
         p.error(f"--out {args.out} exists; remove it or choose another")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):

@@ -109,7 +109,7 @@ class JoinLightness(keras.layers.Layer):
         return keras.KerasTensor(tuple(l01.shape[:-1]) + (3,), dtype="uint8")
 
 
-def serving_model(model, max_side=512, temperature=None, global_size=None):
+def serving_model(model, max_side=512, temperature=None, global_size=None, saturation=1.0):
     """uint8 photo (n, H, W, C) of any size -> {"rgb": uint8 (n, H, W, 3), "ab":
     float32 ab (n, H, W, 2)}, the same layers and weights as `model`, computed in
     float32 whatever the policy it was trained under (inference.float32_model)."""
@@ -127,6 +127,11 @@ def serving_model(model, max_side=512, temperature=None, global_size=None):
     ab01 = DecodeColour(output.name, temperature,
                         None if centres is None else centres().tolist(),
                         name="decode", dtype="float32")([colour, small])
+    if saturation != 1.0:  # baked in (export_model.py --saturation): colorspace.saturate_ab01
+        neutral = 128.0 / 255.0
+        ab01 = keras.layers.Rescaling(float(saturation), neutral * (1.0 - float(saturation)),
+                                      name="saturation", dtype="float32")(ab01)
+        ab01 = keras.layers.ReLU(max_value=1.0, name="saturation_clip", dtype="float32")(ab01)
     full = ResizeToFractionOf(1, name="ab_to_photo", dtype="float32")([ab01, lightness])
     rgb = JoinLightness(name="join_lightness", dtype="float32")([lightness, full])
     ab = keras.layers.Rescaling(255.0, -128.0, name="ab", dtype="float32")(full)

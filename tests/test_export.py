@@ -296,3 +296,21 @@ def test_a_converter_failure_is_one_line_and_leaves_nothing(tmp_path, monkeypatc
                                         "--verbose"])
     assert proc.returncode == 2 and proc.stderr.count("%1 = mlir") == 500
     assert not os.path.exists(out)
+
+
+def test_a_baked_saturation_matches_model_transforms(tmp_path):
+    """--saturation 0.5 in the graph equals the Colorizer's (and 0 gives gray)."""
+    model = load_model(SHIPPED)
+    image = photos()[1]
+    for s in (0.0, 0.5, 1.7):
+        got = serving_model(model, saturation=s).predict_on_batch(image[None])
+        ab01, _ = Colorizer(model, saturation=s).predict(network_input(image, 512)[None])
+        want = colorize_pixels(image, ab01[0])
+        diff = np.abs(got["rgb"][0].astype(int) - want.astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.05, (s, diff.max())
+        if s == 0.0:
+            assert np.abs(got["ab"]).max() < 1e-3
+    out = str(tmp_path / "sm")
+    proc = run_main(export_model.main, [SHIPPED, "--format", "savedmodel", "--saturation",
+                                        "0.5", "--out", out, "--check", ASTRONAUT])
+    assert proc.returncode == 0 and "checked on" in proc.stdout, proc.stderr

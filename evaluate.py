@@ -160,14 +160,17 @@ def display_names(paths):
         depth += 1
 
 
-def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=None, name=None):
+def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=None, name=None,
+                     saturation=1.0):
     """{name: f(lab8 batch) -> ab (n, H, W, 2)} for a model and, if asked, its ablation
     (Iizuka et al.'s network only: the others have no global features). A
-    classification head is decoded by annealed mean at `temperature`."""
+    classification head is decoded by annealed mean at `temperature`; the chroma is
+    scaled by `saturation` (model_transform.py --saturation)."""
     from keras import ops
 
     from build_model import global_and_local_models
     from colorization import systems
+    from colorization.colorspace import saturate_ab01
     from colorization.inference import load_model
     from colorization.systems import decoded_ab01
 
@@ -183,7 +186,8 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
         out = []
         for i in range(0, len(lab8), batch):
             x = gray(lab8[i:i + batch])
-            out.append(decoded_ab01(model(x, training=False), temperature, gray=x, output=space))
+            out.append(saturate_ab01(decoded_ab01(model(x, training=False), temperature, gray=x,
+                                                  output=space), saturation))
         return upsample_ab(np.concatenate(out), size)
 
     predictors = {name: predict}
@@ -208,8 +212,8 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
             for i in range(0, len(lab8), batch):
                 x = gray(lab8[i:i + batch])
                 g = np.repeat(mean_features, len(x), 0)
-                out.append(decoded_ab01(decoder([x, g], training=False), temperature,
-                                        output=space))
+                out.append(saturate_ab01(decoded_ab01(decoder([x, g], training=False),
+                                                      temperature, output=space), saturation))
             return upsample_ab(np.concatenate(out), size)
 
         predictors[f"{name} (global features ablated)"] = ablated
@@ -321,7 +325,7 @@ def _save(fig, path):
 
 
 def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
-             crop_size=224, temperature=None, images=None):
+             crop_size=224, temperature=None, images=None, saturation=1.0):
     """Scores every model and baseline; writes the report files; returns the means.
 
     With `images` (a folder of colour photos) those photos are scored instead of
@@ -340,7 +344,7 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
     predictors = baseline_predictors(eval_set)
     for path, name in zip(models, display_names(models), strict=True):
         predictors.update(model_predictors(path, data_dir, eval_set, ablate_global, name=name,
-                                           temperature=temperature))
+                                           temperature=temperature, saturation=saturation))
     os.makedirs(out, exist_ok=True)
     results, curves, predictions, per_image = {}, {}, {}, []
     for name, predict in predictors.items():
@@ -385,9 +389,13 @@ def main(argv=None):
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for classification-head models (default "
                         "0.38, Zhang et al.'s)")
+    p.add_argument("--saturation", type=float, default=1.0, metavar="S",
+                   help="the models' chroma scaled by S, as model_transform.py --saturation")
     args = p.parse_args(argv)
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
+    if not 0.0 <= args.saturation <= 2.0:
+        p.error("--saturation must be between 0 and 2")
     if args.limit < 1:
         p.error("--limit must be at least 1")
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -403,7 +411,8 @@ def main(argv=None):
             return 2
     try:
         results, n = evaluate(args.data, args.model, args.out, args.split, args.ablate_global,
-                              args.limit, temperature=args.temperature, images=args.images)
+                              args.limit, temperature=args.temperature, images=args.images,
+                              saturation=args.saturation)
     except (DatasetError, ModelError, EvalError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2

@@ -161,20 +161,22 @@ def display_names(paths):
 
 
 def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=None, name=None,
-                     saturation=1.0):
+                     saturation=None):
     """{name: f(lab8 batch) -> ab (n, H, W, 2)} for a model and, if asked, its ablation
     (Iizuka et al.'s network only: the others have no global features). A
     classification head is decoded by annealed mean at `temperature`; the chroma is
-    scaled by `saturation` (model_transform.py --saturation)."""
+    scaled by `saturation` (None: the model's own, as model_transform.py)."""
     from keras import ops
 
     from build_model import global_and_local_models
     from colorization import systems
     from colorization.colorspace import saturate_ab01
     from colorization.inference import load_model
+    from colorization.layers import model_saturation
     from colorization.systems import decoded_ab01
 
     model = load_model(path)
+    saturation = model_saturation(model) if saturation is None else saturation
     name = name or display_names([path])[0]
     size = eval_set.lab8.shape[1]
     network, space = systems.of_model(model)
@@ -325,7 +327,7 @@ def _save(fig, path):
 
 
 def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
-             crop_size=224, temperature=None, images=None, saturation=1.0):
+             crop_size=224, temperature=None, images=None, saturation=None):
     """Scores every model and baseline; writes the report files; returns the means.
 
     With `images` (a folder of colour photos) those photos are scored instead of
@@ -389,12 +391,13 @@ def main(argv=None):
     p.add_argument("--temperature", type=float,
                    help="annealed-mean temperature for classification-head models (default "
                         "0.38, Zhang et al.'s)")
-    p.add_argument("--saturation", type=float, default=1.0, metavar="S",
-                   help="the models' chroma scaled by S, as model_transform.py --saturation")
+    p.add_argument("--saturation", type=float, metavar="S",
+                   help="the models' chroma scaled by S, as model_transform.py --saturation "
+                        "(default: each model's own)")
     args = p.parse_args(argv)
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
-    if not 0.0 <= args.saturation <= 2.0:
+    if args.saturation is not None and not 0.0 <= args.saturation <= 2.0:
         p.error("--saturation must be between 0 and 2")
     if args.limit < 1:
         p.error("--limit must be at least 1")

@@ -265,7 +265,7 @@ def reference(colorizer, image, max_side):
     return colorize_pixels(rgb, ab01[0]), ab
 
 
-def verify(model, run, photos, max_side, temperature, precision, log=print, saturation=1.0):
+def verify(model, run, photos, max_side, temperature, precision, log=print, saturation=None):
     """Runs the export on each photo and compares with model_transform.py's output;
     ExportError naming the photo where a difference exceeds TOLERANCE[precision]."""
     from colorization.inference import Colorizer
@@ -377,9 +377,9 @@ def main(argv=None):
                    help="the network sees the long side capped to this (0: full size)")
     p.add_argument("--temperature", type=float, help="annealed mean's T of a "
                    "classification output (default: the model's own)")
-    p.add_argument("--saturation", type=float, default=1.0, metavar="S",
-                   help="the colours' chroma, baked into the graph: 0 gray, 1 the model's "
-                        "choice (default), up to 2 (model_transform.py --saturation)")
+    p.add_argument("--saturation", type=float, metavar="S",
+                   help="the colours' chroma, baked into the graph: 0 gray, 1 the network's "
+                        "own, up to 2 (default: the model's own, as model_transform.py)")
     p.add_argument("--check", nargs="+", default=[DEFAULT_CHECK], metavar="PHOTO",
                    help="photos or folders the export is checked on (default: "
                    "resources/photos)")
@@ -395,7 +395,7 @@ def main(argv=None):
         p.error("--calibration-count must be >= 1 and --max-side >= 0")
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
-    if not 0.0 <= args.saturation <= 2.0:
+    if args.saturation is not None and not 0.0 <= args.saturation <= 2.0:
         p.error("--saturation must be between 0 and 2")
     if os.path.exists(args.out):
         p.error(f"--out {args.out} exists; remove it or choose another")

@@ -485,10 +485,12 @@ def train(cfg, data_dir, run_dir, logical_devices=0, progress=True, sample_count
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def export_model(run_dir, path, which="model.keras"):
+def export_model(run_dir, path, which="model.keras", saturation=None):
     """A run's model as a small file for sharing: float32 weights in a model built
     afresh from the run's config (no optimizer state, no mixed-precision policy, so
-    it runs at full speed on machines without bfloat16). Returns the path."""
+    it runs at full speed on machines without bfloat16). saturation: the chroma
+    scale the file carries for model_transform.py and the rest (layers.
+    InferenceDefaults; None: none, the network's own colours). Returns the path."""
     import keras
 
     import build_model
@@ -502,11 +504,28 @@ def export_model(run_dir, path, which="model.keras"):
     try:
         fresh = build_model.build_model(cfg)
         fresh.set_weights(trained.get_weights())
+        if saturation is not None:
+            fresh = with_inference_defaults(fresh, saturation)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         replace_atomic(path, fresh.save, suffix=".keras")
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return path
+
+
+def with_inference_defaults(model, saturation):
+    """The same model (layers, weights, name) whose colour output passes through an
+    InferenceDefaults layer carrying `saturation`."""
+    import keras
+
+    from colorization import systems
+    from colorization.layers import INFERENCE_DEFAULTS, InferenceDefaults
+
+    _, output = systems.of_model(model)
+    outputs = dict(model.output)
+    outputs[output.name] = InferenceDefaults(saturation, name=INFERENCE_DEFAULTS)(
+        outputs[output.name])
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
@@ -578,6 +597,10 @@ def parse_args(argv):
                    help="measure training images/s under float32 and the auto policy")
     p.add_argument("--export", metavar="PATH.keras",
                    help="write the run's model (--run-dir) as a small float32 file and exit")
+    p.add_argument("--saturation", type=float, metavar="S",
+                   help="with --export: the chroma scale the file carries (chosen on a "
+                        "validation set: evaluate.py --saturation), which model_transform.py "
+                        "uses unless told otherwise")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "steps_per_epoch", "save_every"):
         value = getattr(args, name)
@@ -679,7 +702,11 @@ def main(argv=None):
             print("model_train.py: error: --export needs --run-dir of a run with a model.keras",
                   file=sys.stderr)
             return 2
-        print(f"wrote {export_model(args.run_dir, args.export)}")
+        if args.saturation is not None and not 0.0 <= args.saturation <= 2.0:
+            print("model_train.py: error: --saturation must be between 0 and 2",
+                  file=sys.stderr)
+            return 2
+        print(f"wrote {export_model(args.run_dir, args.export, saturation=args.saturation)}")
         return 0
     if args.logical_cpus > 1:
         configure_logical_cpus(args.logical_cpus)

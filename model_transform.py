@@ -439,9 +439,10 @@ def parse_args(argv):
                    help="annealed-mean temperature for a model with a classification head "
                         "(Zhang et al.; default 0.38; 1 = the mean of the predicted "
                         "colour distribution, towards 0 its mode)")
-    p.add_argument("--saturation", type=float, default=1.0, metavar="S",
-                   help="scale the predicted colours' chroma: 0 = gray, 1 = the model's "
-                        "choice (default), up to 2")
+    p.add_argument("--saturation", type=float, metavar="S",
+                   help="scale the predicted colours' chroma: 0 = gray, 1 = the network's "
+                        "own, up to 2 (default: the value the model carries, chosen on a "
+                        "validation set; 1 for a model that carries none)")
     p.add_argument("--compare", action="store_true",
                    help="also write NAME_color_compare.png: input, result and original")
     p.add_argument("--top-k", type=int, default=0, metavar="N",
@@ -453,7 +454,7 @@ def parse_args(argv):
         p.error("--max-side, --max-pixels and --top-k must be >= 0")
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
-    if not 0.0 <= args.saturation <= 2.0:
+    if args.saturation is not None and not 0.0 <= args.saturation <= 2.0:
         p.error("--saturation must be between 0 and 2")
     return args
 

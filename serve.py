@@ -60,10 +60,11 @@ class Colorize:
         result = model_transform.finish_job(job, ab[0])  # writes dest, full resolution
         return gray, preview(result), dest
 
-    def __call__(self, files, progress=None, saturation=1.0):
+    def __call__(self, files, progress=None, saturation=None):
         from colorization.image_io import ImageError
 
-        self.colorizer.saturation = float(saturation)  # the page's slider (0 gray, 1 model's)
+        if saturation is not None:  # the page's slider (0 gray, 1 the network's own colours)
+            self.colorizer.saturation = float(saturation)
         pairs, results, lines = [], [], []
         files = list(files or [])
         for i, path in enumerate(files):
@@ -116,8 +117,10 @@ def build_page(colorize, model_line):
             uploads = gr.File(file_count="multiple", file_types=["image"],
                               label="Photos", elem_id="uploads")
             with gr.Column():
-                saturation = gr.Slider(0.0, 2.0, value=1.0, step=0.05, elem_id="saturation",
-                                       label="saturation (0 gray, 1 the model's colours)")
+                saturation = gr.Slider(0.0, 2.0, value=colorize.colorizer.saturation, step=0.05,
+                                       elem_id="saturation",
+                                       label="saturation (0 gray, 1 the network's own colours; "
+                                             "starts at the model's choice)")
                 button = gr.Button("Colorize", variant="primary", elem_id="colorize")
                 message = gr.Markdown(elem_id="messages")
         slider = gr.ImageSlider(label="gray | colorized (drag the handle)",

@@ -170,7 +170,7 @@ class Colorizer:
     `temperature` (T = 1: the mean of the predicted distribution, T -> 0: its mode).
     """
 
-    def __init__(self, model, with_reference=False, temperature=None, saturation=1.0):
+    def __init__(self, model, with_reference=False, temperature=None, saturation=None):
         from build_model import any_size_model
         from colorization import systems
 
@@ -182,7 +182,10 @@ class Colorizer:
         self.net = any_size_model(model, self.global_size, with_global_input=with_reference)
         self.with_reference = with_reference
         self.temperature = temperature  # None: ab_bins.TEMPERATURE
-        self.saturation = float(saturation)  # chroma about gray: 0 gray, 1 the model's
+        # chroma about gray: 0 gray, 1 the network's own; None: what the model carries
+        from colorization.layers import model_saturation
+
+        self.saturation = model_saturation(model) if saturation is None else float(saturation)
         self.num_classes = int(model.output["scene"].shape[-1]) if "scene" in model.output else 0
 
     def predict(self, gray_batch, reference=None):

@@ -269,6 +269,39 @@ class ResizeToMultiple(keras.layers.Layer):
         return {**super().get_config(), "multiple": self.multiple}
 
 
+INFERENCE_DEFAULTS = "inference_defaults"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InferenceDefaults(keras.layers.Layer):
+    """An identity on a model's colour output that carries how the model should be
+    run, chosen on a validation set when it was exported (model_train.py --export
+    --saturation): `saturation`, the chroma scale that model_transform.py, the web
+    page, evaluate.py and the exports use unless told otherwise. A .keras file has
+    no other place for it that loads in safe mode."""
+
+    def __init__(self, saturation=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.saturation = float(saturation)
+
+    def call(self, x):
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "saturation": self.saturation}
+
+
+def model_saturation(model):
+    """The saturation a model carries (InferenceDefaults), else 1 (its own colours)."""
+    try:
+        return float(model.get_layer(INFERENCE_DEFAULTS).saturation)
+    except ValueError:
+        return 1.0
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class NamedClasses(keras.layers.Dense):
     """A scene head's last Dense layer that carries its classes' names, so a

@@ -109,13 +109,15 @@ class JoinLightness(keras.layers.Layer):
         return keras.KerasTensor(tuple(l01.shape[:-1]) + (3,), dtype="uint8")
 
 
-def serving_model(model, max_side=512, temperature=None, global_size=None, saturation=1.0):
+def serving_model(model, max_side=512, temperature=None, global_size=None, saturation=None):
     """uint8 photo (n, H, W, C) of any size -> {"rgb": uint8 (n, H, W, 3), "ab":
     float32 ab (n, H, W, 2)}, the same layers and weights as `model`, computed in
     float32 whatever the policy it was trained under (inference.float32_model)."""
     from colorization.inference import float32_model
+    from colorization.layers import model_saturation
 
     model = float32_model(model)
+    saturation = model_saturation(model) if saturation is None else saturation
     network, output = systems.of_model(model)
     size = int(global_size or model.input_shape[1] or 224)
     net = network.any_size(model, output, size)

@@ -55,6 +55,31 @@ def test_short_training_lowers_validation_ab_error(short_run, sky_scenes):
     assert float(rows[-1]["sample_ab_rmse"]) > 0
 
 
+def test_export_writes_float32_and_carries_a_chosen_saturation(short_run, tmp_path):
+    """--export --saturation S: the file carries S (layers.InferenceDefaults), which the
+    Colorizer then uses by default; without it, 1 (the network's own colours)."""
+    from colorization import inference, systems
+    from colorization.layers import model_saturation
+
+    run, _, _ = short_run
+    plain, marked = str(tmp_path / "plain.keras"), str(tmp_path / "marked.keras")
+    assert run_main(model_train.main, ["--run-dir", run, "--export", plain]).returncode == 0
+    proc = run_main(model_train.main, ["--run-dir", run, "--export", marked, "--saturation",
+                                       "0.5"])
+    assert proc.returncode == 0 and f"wrote {marked}" in proc.stdout, proc.stderr
+    a, b = inference.load_model(plain), inference.load_model(marked)
+    assert {layer.dtype_policy.name for layer in b.layers} == {"float32"}
+    assert (model_saturation(a), model_saturation(b)) == (1.0, 0.5)
+    assert systems.of_model(a) == systems.of_model(b)
+    x = np.random.default_rng(0).random((1, 40, 56, 1)).astype(np.float32)
+    want = inference.Colorizer(a, saturation=0.5).predict(x)[0]
+    np.testing.assert_allclose(inference.Colorizer(b).predict(x)[0], want, atol=1e-6)
+    assert not np.allclose(inference.Colorizer(a).predict(x)[0], want, atol=1e-3)
+    proc = run_main(model_train.main, ["--run-dir", run, "--export", marked, "--saturation",
+                                       "5"])
+    assert proc.returncode == 2 and "--saturation must be between 0 and 2" in proc.stderr
+
+
 def test_finished_run_says_so_and_missing_data_is_a_usage_error(tmp_path, short_run,
                                                                 scenes_dataset):
     run, _, _ = short_run  # finished: its 4 epochs are done

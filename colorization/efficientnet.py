@@ -27,6 +27,11 @@ import importlib.util
 import math
 import os
 
+if __name__ == "__main__":  # the command: TensorFlow's start-up lines off the terminal
+    from colorization import quiet
+
+    quiet.install()
+
 import keras
 import numpy as np
 from keras import ops
@@ -323,7 +328,8 @@ def main(argv=None):
 
     from colorization.image_io import ImageError, load_pixels
 
-    parser = argparse.ArgumentParser(description="EfficientNet-Lite's ImageNet top-5 of photos")
+    parser = argparse.ArgumentParser(description="EfficientNet-Lite's ImageNet top-5 of photos "
+                                     "(class indices, 0-999, with probabilities)")
     parser.add_argument("images", nargs="+")
     parser.add_argument("--variant", default="lite0", choices=sorted(VARIANTS))
     args = parser.parse_args(argv)

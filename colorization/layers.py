@@ -522,3 +522,9 @@ class LayerFactory:
         dense = self.get(name, lambda: keras.layers.Dense(self.ch(units), name=name))
         relu = self.get(name + "_relu", lambda: keras.layers.ReLU(name=name + "_relu"))
         return relu(self.batch_norm(name + "_bn")(dense(x)))
+
+
+# The encoder networks' input layers (efficientnet.py) are registered too, so that
+# importing this module is enough to load any of the project's models in safe mode.
+# Imported last: efficientnet.py builds on the names above.
+from colorization import efficientnet as _efficientnet  # noqa: F401

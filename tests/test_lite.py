@@ -105,3 +105,23 @@ def test_a_missing_encoder_wheel_stops_before_training(monkeypatch):
     # Without pretrained weights asked for, it builds (random encoder).
     cfg = get_config("lite", model={"width": 0.0625, "backbone_weights": "none"})
     assert build_model.build_model(cfg, input_size=64).name == "lite_fusion"
+
+
+def test_a_fresh_interpreter_loads_a_lite_model_with_the_layers_module(tmp_path):
+    """A .keras file of the encoder networks loads in safe mode once colorization.layers
+    is imported (its input layers are efficientnet.py's; serve.py's subprocess failed
+    to load the shipped model before layers.py registered them)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    path = str(tmp_path / "m.keras")
+    build_model.build_model(lite_cfg("lite_hypercolumn", "hue_chroma_hist"),
+                            input_size=64).save(path)
+    code = ("import keras, colorization.layers; "
+            f"print(keras.saving.load_model({path!r}, safe_mode=True, compile=False).name)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT, check=False)
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.strip().splitlines()[-1] == "lite_hypercolumn"

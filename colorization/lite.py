@@ -42,6 +42,7 @@ HYPER_STRIDES = [2, 4, 8, 16, 32]
 HYPER_STRIDE = 4
 HYPER_HIDDEN = 1024
 TRAINING_MODES = ("frozen", "frozen_bn", "fine_tune")
+ENCODER_PREFIXES = ("lite_b", "lite_stem", "lite_head")  # the encoder's layer names
 
 
 def _gray_input(layers, gray):
@@ -70,8 +71,7 @@ def set_training_mode(model, mode):
     if mode not in TRAINING_MODES:
         raise ValueError(f"unknown encoder_training {mode!r} ({', '.join(TRAINING_MODES)})")
     for layer in model.layers:
-        if not layer.name.startswith("lite_b") and not layer.name.startswith(
-                ("lite_stem", "lite_head")):
+        if not layer.name.startswith(ENCODER_PREFIXES):
             continue
         if mode == "frozen":
             layer.trainable = False
@@ -106,9 +106,9 @@ class LiteNetwork(Network):
         # A saved model: the variant whose block count it has.
         blocks = {int(layer.name.split("_")[1][1:]) for layer in model_or_cfg.layers
                   if layer.name.startswith("lite_b") and layer.name.endswith("_project")}
+        # (The stem is 32 filters in every variant: it tells none apart.)
         for spec in efficientnet.VARIANTS.values():
-            if len(spec.blocks()) == len(blocks) and model_or_cfg.get_layer(
-                    "lite_stem").filters == efficientnet.STEM:
+            if len(spec.blocks()) == len(blocks):
                 width = model_or_cfg.get_layer(f"lite_b{len(blocks) - 1}_project").filters
                 if width == spec.blocks()[-1][-1]:
                     return spec
@@ -138,7 +138,8 @@ class LiteFusion(LiteNetwork):
             head = encoder(layers, _gray_input(layers, resized), spec)["head"]
         features, fc512 = global_features(layers, head)
         colour = iizuka.local_to_colour(layers, mid_level(layers, local), features, output)
-        outputs = iizuka._outputs(layers, colour, fc512, cfg.model.num_classes, output)
+        outputs = iizuka._outputs(layers, colour, fc512, cfg.model.num_classes, output,
+                                  iizuka.scene_class_names(cfg))
         model = keras.Model(gray, outputs, name="lite_fusion")
         return set_training_mode(model, cfg.model.encoder_training)
 

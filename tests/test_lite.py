@@ -6,6 +6,7 @@ what they say, through a training step and a save."""
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import build_model
 from colorization import colorspace, efficientnet, inference, lite, systems
@@ -113,8 +114,6 @@ def test_a_fresh_interpreter_loads_a_lite_model_with_the_layers_module(tmp_path)
     to load the shipped model before layers.py registered them)."""
     import subprocess
     import sys
-
-    from conftest import ROOT
 
     path = str(tmp_path / "m.keras")
     build_model.build_model(lite_cfg("lite_hypercolumn", "hue_chroma_hist"),

@@ -211,6 +211,9 @@ def prepare(cfg, data_dir, run_dir, write_dir=None):
     if not with_labels:
         cfg.train.class_loss_weight = 0.0
     policy, why = choose_precision(cfg.train.precision)
+    before = getattr(cfg.train, "resumed_precision", policy)
+    if before != policy:
+        why += f"; the run went on under {before} before, its state carries over"
     cfg.train.precision = policy
     write_json_atomic(os.path.join(write_dir, "config.json"),
                       {**to_dict(cfg), "data": {**to_dict(cfg)["data"], "path": data_dir},
@@ -725,9 +728,13 @@ def resolve_config(args):
         raise ConfigError(f"{saved} is not a readable run configuration ({e}); use another "
                           "--run-dir") from None
     current = to_dict(cfg)
+    # The precision belongs to the machine, not to the run: the weights and the
+    # optimizer's slots are float32 under every policy, so a run started in bf16
+    # goes on in float32 on a CPU without bf16 (and back), by --precision or by
+    # what auto picks here.
     changed = [f"--{k.replace('_', '-')} {v} (the run has {current[section][k]})"
                for section, values in requested.items() for k, v in values.items()
-               if k != "epochs" and current[section].get(k) != v]
+               if k not in ("epochs", "precision") and current[section].get(k) != v]
     if args.preset and args.preset != cfg.preset:
         changed.append(f"--preset {args.preset} (the run has {cfg.preset})")
     if changed:
@@ -735,6 +742,8 @@ def resolve_config(args):
                           f"{'; '.join(changed)} cannot apply: use another --run-dir")
     if args.epochs:
         cfg.train.epochs = args.epochs
+    cfg.train.resumed_precision = cfg.train.precision
+    cfg.train.precision = args.precision or "auto"
     return cfg, run_dir
 
 

@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -93,10 +94,51 @@ class TrainingState:
     def restore(self, model):
         state = self.load()
         if state and state.get("weights"):
-            if model.optimizer is not None and not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
-            model.load_weights(os.path.join(self.dir, state["weights"]))
+            optimizer = model.optimizer
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(model.trainable_variables)
+            path = os.path.join(self.dir, state["weights"])
+            saved_scaled = _saved_with_loss_scale(path)
+            scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            if optimizer is None or saved_scaled == scaled:
+                model.load_weights(path)
+            else:
+                # A run resumed under another policy, into or out of mixed_float16:
+                # Keras wraps the optimizer in a LossScaleOptimizer there, and its
+                # load_weights would skip the optimizer's variables with a warning
+                # (the step count and Adam's moments lost). The layers load as usual;
+                # the inner optimizer's variables are carried over here.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                    model.load_weights(path)
+                _load_optimizer_variables(path, optimizer.inner_optimizer if scaled
+                                          else optimizer, saved_scaled)
         return state
+
+
+def _saved_with_loss_scale(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return "optimizer/inner_optimizer/vars" in f
+
+
+def _load_optimizer_variables(path, optimizer, saved_scaled):
+    """Assigns the saved optimizer's (or the saved LossScaleOptimizer's inner
+    optimizer's) variables to `optimizer`, which must have the same ones."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        group = f["optimizer/inner_optimizer/vars" if saved_scaled else "optimizer/vars"]
+        values = [group[str(i)][()] for i in range(len(group))]
+    targets = optimizer.variables
+    if len(values) != len(targets) or any(
+            tuple(v.shape) != tuple(t.shape) for v, t in zip(values, targets, strict=True)):
+        raise StateError(f"{path} holds an optimizer state of another shape "
+                         f"({len(values)} variables, this run's optimizer has {len(targets)}); "
+                         "move the run's state/ folder away to start it afresh")
+    for target, value in zip(targets, values, strict=True):
+        target.assign(value)
 
 
 class Checkpointing(keras.callbacks.Callback):

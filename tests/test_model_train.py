@@ -333,3 +333,38 @@ def test_a_damaged_shard_stops_training_with_one_line_and_verify_names_it(tmp_pa
     assert "--verify" in proc.stderr
     # TensorFlow's own graph names ({{function_node ...}}) stay out of both lines.
     assert "function_node" not in proc.stderr + check.stderr
+
+
+def test_a_run_goes_on_under_another_precision_with_its_optimizer_state(tmp_path,
+                                                                        scenes_dataset):
+    """A run started in bf16 goes on in float32 (a CPU without bf16), then in
+    mixed_float16 (whose LossScaleOptimizer Keras would load nothing into), then
+    back in bf16: each resume carries the step count and Adam's moments over."""
+    run = tmp_path / "run"
+    steps = 2
+    seen = []
+    for epoch, policy in enumerate(["mixed_bfloat16", "float32", "mixed_float16",
+                                    "mixed_bfloat16"], start=1):
+        try:
+            proc = run_main(model_train.main, [
+                "--preset", "demo", "--data", scenes_dataset, "--run-dir", run,
+                "--epochs", epoch, "--steps-per-epoch", steps, "--batch-size", 4,
+                "--precision", policy])
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with open(run / "state" / "state.json", encoding="utf-8") as f:
+            state = json.load(f)
+        seen.append(state["global_step"])
+        with open(run / "config.json", encoding="utf-8") as f:
+            assert json.load(f)["train"]["precision"] == policy
+        if epoch > 1:
+            assert "its state carries over" in proc.stdout, proc.stdout
+        # The optimizer's own step count: lost, it would start again from 0.
+        weights = TrainingState(str(run)).load()["weights"]
+        import h5py
+        with h5py.File(run / "state" / weights, "r") as f:
+            group = f["optimizer/inner_optimizer/vars" if policy == "mixed_float16"
+                      else "optimizer/vars"]
+            assert int(group["0"][()]) == epoch * steps
+    assert seen == [steps, 2 * steps, 3 * steps, 4 * steps]

@@ -228,8 +228,6 @@ def load_job(path, dest, max_pixels, max_side):
     if max_pixels and h * w > max_pixels:
         raise ImageError(f"{w}x{h} = {h * w:,} pixels is over the limit of "
                          f"{max_pixels:,} (--max-pixels)")
-    if min(h, w) < 8:
-        raise ImageError(f"too small to colorize: {w}x{h} (needs at least 8 px a side)")
     return Job(path, dest, pixels, alpha, network_input(pixels, max_side))
 
 

@@ -167,6 +167,44 @@ def check_pixel_limit(data, max_pixels):
                          "decompression bomb)")
 
 
+def exif_orientation(data):
+    """The EXIF orientation tag (1-8) of an encoded image, 1 when it has none or
+    Pillow is not installed (it reads the header only)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                value = int(image.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 (Pillow raises many types for data it cannot read)
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def oriented(pixels, orientation):
+    """(H, W, C) pixels as stored -> as displayed under EXIF orientation 1-8 (the
+    mapping of Pillow's ImageOps.exif_transpose)."""
+    a = pixels
+    if orientation in (5, 6, 7, 8):
+        a = a.transpose(1, 0, 2)  # 5: transpose; the others from it by one flip
+        if orientation == 6:
+            a = a[:, ::-1]
+        elif orientation == 7:
+            a = a[::-1, ::-1]
+        elif orientation == 8:
+            a = a[::-1]
+    elif orientation == 2:
+        a = a[:, ::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 4:
+        a = a[::-1]
+    return np.ascontiguousarray(a) if a is not pixels else a
+
+
 def to_float(image):
     """uint8, uint16 or float pixels -> float32 in [0, 1]."""
     if image.dtype == np.uint8:
@@ -190,8 +228,9 @@ def decode_pixels(data, keep_alpha=False):
     if keep_alpha and data[:2] != b"\xff\xd8":  # a JPEG has no alpha: decode once
         raw = _imdecode(buf, cv2.IMREAD_UNCHANGED)
         if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
-            # IMREAD_UNCHANGED skips EXIF orientation, which images with alpha
-            # (PNG, WebP) practically never carry.
+            # IMREAD_UNCHANGED skips the EXIF orientation that a PNG's or WebP's eXIf
+            # chunk may carry (and browsers apply): applied here to colour and alpha.
+            raw = oriented(raw, exif_orientation(data))
             alpha = raw[..., 3]
             image = raw[..., :3]
     if image is None:

@@ -127,6 +127,12 @@ def class_names_for(model_path, num_classes, model=None):
     return names
 
 
+# The smallest side Colorizer.predict hands the network (smaller inputs are padded):
+# the paper network's output is at 1/2 resolution and its deepest local features at
+# 1/8; every system colorizes an 8 x 8 input.
+MIN_SIDE = 8
+
+
 def network_size(h, w, max_side):
     """(h, w) the network sees: the long side capped at max_side (0: no cap)."""
     if max_side and max(h, w) > max_side:
@@ -197,6 +203,12 @@ class Colorizer:
         from colorization.systems import decoded_ab01
 
         x = np.asarray(gray_batch, np.float32)
+        # Smaller than the network's strides (a 3x3 icon, a 1-px strip): the edge rows
+        # and columns are repeated up to MIN_SIDE and the ab map cut back to the share
+        # that covers the real pixels.
+        h, w = x.shape[1:3]
+        x = np.pad(x, ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0)),
+                   mode="edge")
         # predict_on_batch runs one compiled function; Keras traces it with
         # reduce_retracing, so the second image size gives a shape-generic trace
         # and later sizes reuse it. Measured on the paper network at 1024x1024
@@ -209,6 +221,10 @@ class Colorizer:
             out = self.net.predict_on_batch(x)
         ab = saturate_ab01(decoded_ab01(out, self.temperature, gray=x, output=self.output),
                            self.saturation)
+        if x.shape[1:3] != (h, w):
+            rows = max(1, round(ab.shape[1] * h / x.shape[1]))
+            cols = max(1, round(ab.shape[2] * w / x.shape[2]))
+            ab = ab[:, :rows, :cols]
         probs = ops.convert_to_numpy(out["scene"]) if "scene" in out else None
         return ab, probs
 

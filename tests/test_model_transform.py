@@ -97,6 +97,40 @@ def test_odd_sizes_alpha_and_sixteen_bit_are_preserved(tmp_path, model_path):
     assert deep_out.dtype == np.uint16 and deep_out.shape == deep.shape
 
 
+def test_tiny_images_and_one_pixel_strips_are_colorized_at_their_size(tmp_path, model_path):
+    rng = np.random.default_rng(5)
+    sizes = {"dot.png": (3, 3), "row.png": (1, 3000), "column.png": (2000, 1),
+             "narrow.png": (300, 5)}
+    for name, (h, w) in sizes.items():
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 256, (h, w, 3), np.uint8))
+    proc = transform(str(tmp_path), "--model", model_path, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0 and not errors(proc), proc.stderr
+    for name, (h, w) in sizes.items():
+        src = cv2.imread(str(tmp_path / name))
+        out = cv2.imread(str(tmp_path / "out" / name.replace(".png", "_color.png")))
+        assert out.shape == (h, w, 3), name
+        assert np.abs(lab_l(out) - lab_l(src)).max() < 1.0, name
+        assert np.abs(out.astype(int) - out.mean(-1, keepdims=True)).mean() > 1, name
+
+
+def test_the_exif_orientation_of_an_image_with_alpha_is_applied_as_pillow_does():
+    from PIL import Image, ImageOps
+
+    from colorization.image_io import decode_pixels
+
+    rgba = np.random.default_rng(6).integers(0, 256, (5, 7, 4), np.uint8)
+    for orientation in range(1, 9):
+        image = Image.fromarray(rgba, "RGBA")
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        image.save(buf, "PNG", exif=exif.tobytes())
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))))
+        rgb, alpha = decode_pixels(buf.getvalue(), keep_alpha=True)
+        assert np.array_equal(rgb, shown[..., :3]), orientation
+        assert np.array_equal(alpha, shown[..., 3]), orientation
+
+
 def test_reference_changes_the_colours(tmp_path, model_path):
     import keras
 

@@ -11,6 +11,7 @@ network's input.
 
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -44,6 +45,22 @@ class ModelError(Exception):
     """The model file cannot be used; str(error) is the one-line reason."""
 
 
+def load_failure(error):
+    """The cause of a failed keras.saving.load_model in one line: Keras wraps a layer's
+    own error in several "could not be deserialized" paragraphs, so the innermost
+    "Exception encountered" is the reason and the last class it was deserializing
+    (with the layer's name) is where."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    causes = re.findall(r"Exception encountered: (.+)", text)
+    if not causes:
+        return text.splitlines()[0][:160]
+    where = re.findall(r"deserializing class '([^']+)' using config=\{'name': '([^']+)'", text)
+    place = f"layer '{where[-1][1]}' ({where[-1][0]}): " if where else ""
+    return (place + causes[-1].strip())[:200]
+
+
 def load_model(path):
     """A trained .keras model (safe mode), or ModelError with the reason."""
     import keras
@@ -60,8 +77,7 @@ def load_model(path):
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 (Keras raises many types for a bad file)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"not a loadable Keras model ({first[:160]})") from None
+        raise ModelError(f"not a loadable Keras model ({load_failure(e)})") from None
     from colorization import systems
 
     try:

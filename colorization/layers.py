@@ -272,6 +272,10 @@ class ResizeToMultiple(keras.layers.Layer):
 INFERENCE_DEFAULTS = "inference_defaults"
 
 
+# The chroma scale's range everywhere (--saturation, the page's slider, a model's own).
+MAX_SATURATION = 2.0
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class InferenceDefaults(keras.layers.Layer):
     """An identity on a model's colour output that carries how the model should be
@@ -283,6 +287,9 @@ class InferenceDefaults(keras.layers.Layer):
     def __init__(self, saturation=1.0, **kwargs):
         super().__init__(**kwargs)
         self.saturation = float(saturation)
+        # A hand-edited or foreign file is refused on loading, as --saturation is.
+        if not 0.0 <= self.saturation <= MAX_SATURATION:
+            raise ValueError(f"saturation {saturation!r} is outside 0-{MAX_SATURATION:g}")
 
     def call(self, x):
         return x
@@ -343,6 +350,8 @@ class BilinearUpSampling(keras.layers.Layer):
     def __init__(self, factor=2, **kwargs):
         super().__init__(**kwargs)
         self.factor = int(factor)
+        if self.factor < 1:
+            raise ValueError(f"factor {factor!r} is not a positive integer")
 
     def _along(self, x, axis):
         k = self.factor

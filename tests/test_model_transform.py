@@ -215,6 +215,50 @@ def test_bad_model_and_no_model(tmp_path, monkeypatch):
     assert not (tmp_path / "x_color.png").exists()
 
 
+def edited_model(src, dst, change):
+    """A copy of the .keras file src whose config.json went through change(config)."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
+        for item in a.infolist():
+            data = a.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                change(config)
+                data = json.dumps(config).encode()
+            b.writestr(item, data)
+    return str(dst)
+
+
+def test_a_hand_edited_model_is_refused_naming_the_layer_and_the_cause(tmp_path, model_path):
+    from colorization.layers import InferenceDefaults
+
+    def layers(config):
+        return config["config"]["layers"]
+
+    def extra_argument(config):
+        ours = next(la for la in layers(config)
+                    if (la.get("registered_name") or "").startswith("colorization>"))
+        ours["config"]["no_such_argument"] = 1
+
+    def saturation(config):
+        layers(config).append({**layers(config)[-1]})  # shape unused: refused on creation
+        layers(config)[-1].update(class_name="InferenceDefaults",
+                                  registered_name="colorization>InferenceDefaults",
+                                  module="colorization.layers",
+                                  config={"name": "inference_defaults", "saturation": 1e9})
+
+    for name, change, words in (("extra.keras", extra_argument, "no_such_argument"),
+                                ("loud.keras", saturation, "saturation 1000000000.0 is outside")):
+        bad = edited_model(model_path, tmp_path / name, change)
+        with pytest.raises(inference.ModelError, match=words) as caught:
+            inference.load_model(bad)
+        assert "layer '" in str(caught.value) and "\n" not in str(caught.value)
+        assert "could not be deserialized" not in str(caught.value)
+    with pytest.raises(ValueError, match="outside"):
+        InferenceDefaults(saturation=-0.5)
+
+
 def test_outputs_skip_existing_never_overwrite_inputs_and_mirror_folders(tmp_path, model_path):
     rng = np.random.default_rng(6)
     (tmp_path / "in" / "sub").mkdir(parents=True)

@@ -103,16 +103,24 @@ class _Unpickler(pickle.Unpickler):
             return self.storages.setdefault(key, _LazyStorage(key, kind.dtype, numel))
         if key not in self.storages:
             name = f"{self.prefix}data/{key}"
+            if numel < 0:
+                raise PyTorchError(f"the storage {key} claims {numel} elements")
             try:
-                raw = self.archive.read(name)
+                # At most what the elements need is inflated: a member may be a zip bomb.
+                with self.archive.open(name) as member:
+                    raw = member.read(numel * kind.dtype.itemsize)
             except KeyError:
                 raise PyTorchError(f"the storage {key} is missing from the archive") from None
-            if numel < 0 or len(raw) < numel * kind.dtype.itemsize:
+            if len(raw) < numel * kind.dtype.itemsize:
                 raise PyTorchError(f"the storage {key} holds {len(raw)} bytes, fewer than its "
                                    f"{numel} elements need (truncated)")
             self.storages[key] = np.frombuffer(raw, kind.dtype, count=numel)
         return self.storages[key]
 
+
+# A state_dict's pickle holds names and shapes, not tensors: about 10 kB for Zhang et
+# al.'s network, under 1 MB for the largest torchvision models.
+MAX_PICKLE_BYTES = 64 << 20
 
 _READ_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
                 IndexError, KeyError, zipfile.BadZipFile, MemoryError, RecursionError)
@@ -139,7 +147,9 @@ def _read_legacy(path):
                 if storage is None:
                     raise PyTorchError(f"the storage {key} is not used by the object")
                 count = int.from_bytes(f.read(8), "little", signed=True)
-                raw = f.read(max(0, count) * storage.dtype.itemsize)
+                # Only the bytes the tensors use are read: the count is the file's word,
+                # and read(n) allocates n bytes before it reads.
+                raw = f.read(max(0, min(count, storage.numel)) * storage.dtype.itemsize)
                 if count < storage.numel or len(raw) < storage.numel * storage.dtype.itemsize:
                     raise PyTorchError(f"the storage {key} ends early (truncated)")
                 data[storage.key] = np.frombuffer(raw, storage.dtype, count=storage.numel)
@@ -182,7 +192,12 @@ def read_state_dict(path):
         if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder") != b"little":
             raise PyTorchError("a big-endian checkpoint (not supported)")
         try:
-            state = _Unpickler(archive.read(pickles[0]), archive, prefix).load()
+            with archive.open(pickles[0]) as member:
+                pickled = member.read(MAX_PICKLE_BYTES + 1)
+            if len(pickled) > MAX_PICKLE_BYTES:
+                raise PyTorchError(f"its {pickles[0]} is over {MAX_PICKLE_BYTES >> 20} MB "
+                                   "(a state_dict's is a few hundred kB; a zip bomb?)")
+            state = _Unpickler(pickled, archive, prefix).load()
         except PyTorchError:
             raise
         except _READ_ERRORS as e:

@@ -8,6 +8,8 @@ in the file, so a truncated or hostile file could otherwise make a view reach pa
 the bytes that were read.
 """
 
+import os
+
 import numpy as np
 
 
@@ -25,12 +27,21 @@ _STORAGE_TYPES = {b"torch.FloatStorage": np.float32, b"torch.DoubleStorage": np.
 _MAX_DIMS = 8
 
 
+def _bytes_left(f):
+    return os.fstat(f.fileno()).st_size - f.tell()
+
+
 def _storage_reader(dtype):
     def read(reader, version):
         del version
         size = reader.read_long()
         if size < 0:
             raise Torch7Error(f"a storage of {size} elements")
+        # Checked against the bytes left before reading: read(n) allocates n bytes
+        # first, so a header claiming 2^40 elements would ask for 4 TB.
+        if size * np.dtype(dtype).itemsize > _bytes_left(reader.f):
+            raise Torch7Error(f"a storage of {size:,} elements, more than the file holds "
+                              "(truncated or corrupt)")
         data = reader.f.read(size * np.dtype(dtype).itemsize)
         if len(data) != size * np.dtype(dtype).itemsize:
             raise Torch7Error("the file ends inside a storage (truncated)")

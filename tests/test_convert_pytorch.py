@@ -120,6 +120,49 @@ def test_bad_pytorch_files_give_one_line_and_write_nothing(tmp_path):
             raise AssertionError(f"{change} was converted")
 
 
+def test_a_zip_bomb_is_read_only_as_far_as_its_tensors_need(tmp_path, monkeypatch):
+    """A storage member that inflates far past its tensor's bytes reads the same state
+    as the real file, with memory for the tensors only; a pickle member past the
+    limit is refused before it is inflated."""
+    import tracemalloc
+
+    import colorization.pytorch_format as pf
+
+    def bomb(name, member, extra, chunk):
+        with zipfile.ZipFile(CHECKPOINT) as src, zipfile.ZipFile(
+                tmp_path / name, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+            for item in src.infolist():
+                payload = src.read(item.filename)
+                if not item.filename.endswith(member):
+                    dst.writestr(item.filename, payload)
+                    continue
+                with dst.open(item.filename, "w") as f:
+                    f.write(payload[:-1] if member == "data.pkl" else payload)
+                    for _ in range(extra // len(chunk)):
+                        f.write(chunk)
+                    if member == "data.pkl":
+                        f.write(payload[-1:])  # the pickle's STOP
+        return tmp_path / name
+
+    inflated = 256 << 20
+    storage_bomb = bomb("storage_bomb.pth", "/data/0", inflated, bytes(1 << 20))
+    assert os.path.getsize(storage_bomb) < inflated // 50
+    tracemalloc.start()
+    state = pf.read_state_dict(str(storage_bomb))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    real = pf.read_state_dict(CHECKPOINT)
+    assert state.keys() == real.keys()
+    assert all(np.array_equal(state[k], real[k]) for k in real)
+    assert peak < 16 << 20, peak  # the tensors are ~0.3 MB; the member is 256 MB
+
+    monkeypatch.setattr(pf, "MAX_PICKLE_BYTES", 1 << 20)
+    pickle_bomb = bomb("pickle_bomb.pth", "data.pkl", 2 << 20, b"N0" * (1 << 15))
+    out = tmp_path / "m.keras"
+    assert_refused(convert(pickle_bomb, "--out", out), "convert_model.py", "zip bomb", out,
+                   tmp_path)
+
+
 def test_an_out_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
     from colorization import atomic_io
 

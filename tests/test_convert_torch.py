@@ -147,9 +147,15 @@ def test_bad_torch_files_give_one_line_and_write_nothing(tmp_path):
     # A tensor that claims more elements than its storage holds.
     small = tr.Obj("nn.Linear", weight=tr.Tensor(storage=tr.Storage(np.zeros(4)), shape=(8, 8)))
     (tmp_path / "overrun.t7").write_bytes(tr.serialize({"model": small, "mean": 0.5}))
+    # A storage that claims 2^40 elements (4 TB) in a file of a few hundred bytes.
+    claims = tr.serialize({"model": small, "mean": 0.5})
+    at = claims.index(b"torch.FloatStorage") + len(b"torch.FloatStorage")
+    (tmp_path / "claims.t7").write_bytes(claims[:at] + (1 << 40).to_bytes(8, "little")
+                                         + claims[at + 8:])
     out = tmp_path / "m.keras"
     cases = {"truncated.t7": "Torch 7", "cut_header.t7": "Torch 7", "noise.t7": "Torch 7",
-             "table.t7": "gModule", "strided.t7": "stride", "overrun.t7": "storage"}
+             "table.t7": "gModule", "strided.t7": "stride", "overrun.t7": "storage",
+             "claims.t7": "more than the file holds"}
     for name, words in cases.items():
         assert_refused(convert(tmp_path / name, "--out", out), "convert_model.py", words, out,
                        tmp_path, name)

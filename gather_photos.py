@@ -101,6 +101,20 @@ PACKAGES = [
                      "*/fuzzy/*", "*/stanford.png", "*/aloeR.jpg", "*/graf3.png",
                      "*/leuvenB.jpg", "*/ela_modified.jpg", "*/right.jpg", "*/aero3.jpg")),
     Package("deb", "palapeli-data", include=("usr/share/palapeli/collection/*",)),
+    # Scratch 1.4's stage backgrounds: indoor and outdoor scenes, 480x360 photos.
+    Package("deb", "scratch", include=("usr/share/scratch/Media/Backgrounds/*",)),
+    # Tux Paint's photo templates and starters (the rest are drawings and stamps).
+    Package("deb", "tuxpaint-data", include=("usr/share/tuxpaint/templates/*.jpg",
+                                             "usr/share/tuxpaint/starters/*-back.*")),
+    # Psychtoolbox's demo stimuli: rabbits, apples, a street; the blurred copies are
+    # near-duplicates that the picture hash folds.
+    Package("deb", "psychtoolbox-3-common",
+            include=("*/PsychDemos/konijntjes1024x768.jpg", "*/OldNewRecognition/stims/*",
+                     "*/SR-ResearchDemo/town.jpg", "*/MorphDemo/TeapotTexture.jpg")),
+    # labelme's three PASCAL VOC examples (the annotated copies and overlays left out).
+    Package("deb", "labelme-examples", include=("*/bbox_detection/data_annotated/*.jpg",)),
+    # CImg's documentation: camera shots of printed postcards (towns, coasts, animals).
+    Package("deb", "cimg-doc", include=("usr/share/doc/cimg-dev/html/img/postcard*",)),
     Package("deb", "enlightenment-data", include=("*.edj",), containers="edj", optional=True,
             note="about 400 MB; 3840x2160 wallpapers inside .edj themes"),
     Package("pypi", "foolbox", include=("foolbox/data/imagenet_*",)),

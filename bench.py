@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -703,4 +703,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "bench.py",
+                            "this run's measurements were not written; run it again"))

@@ -23,7 +23,7 @@ building.
 import argparse
 import sys
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -162,4 +162,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "build_model.py",
+                            "nothing was written"))

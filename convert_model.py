@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -191,4 +191,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "convert_model.py",
+                            "nothing was written at --out"))

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -129,4 +129,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "distill_labels.py",
+                            "no labels were written; the same command starts again"))

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -482,4 +482,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "evaluate.py",
+                            "the report is not complete; the same command starts again"))

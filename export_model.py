@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -421,4 +421,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "export_model.py",
+                            "nothing was written at --out"))

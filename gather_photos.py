@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from colorization import interrupts
 from colorization.atomic_io import write_bytes_atomic, write_json_atomic
 from colorization.colorspace import rgb8_to_lab8
 from colorization.image_io import ImageError, decode_pixels, header_dimensions
@@ -703,4 +704,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "gather_photos.py",
+                            "the same command starts again from the packages already fetched"))

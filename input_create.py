@@ -43,7 +43,7 @@ from functools import partial
 import numpy as np
 from tqdm import tqdm
 
-from colorization import colorspace, quiet
+from colorization import colorspace, interrupts, quiet
 from colorization.atomic_io import PREFIX, leftovers, temporary_path, write_json_atomic
 from colorization.example_codec import AB_BIN_CENTERS, AB_BIN_SIZE, CROP_MARK, Source, encode_source
 from colorization.image_io import is_image_name
@@ -253,6 +253,11 @@ class ShardWriter:
         if enc.label >= 0:
             self.class_counts[enc.label] += 1
 
+    def discard(self):
+        self.writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.partial)
+
     def close(self):
         self.writer.close()
         write_json_atomic(self.summary_path, {
@@ -269,7 +274,12 @@ def _is_complete(out, split, i, n):
 
 
 def _init_worker(build_table):
+    import signal
+
     import cv2
+    # Ctrl-C reaches the whole process group: the parent alone answers it (one line,
+    # the pool torn down), not each worker with its own traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)  # the pool is the parallelism
     if build_table:
         colorspace.build_rgb8_table()
@@ -406,9 +416,13 @@ def build(out, sources, class_names, layout_kind, stored_size=256, val_fraction=
         results = encode_all([src for _, src in jobs], workers, encode, stored_size)
         for split, i, n in todo:
             writer = ShardWriter(tf, out, split, i, n, len(class_names))
-            for _ in layout[split][i]:
-                writer.add(next(results))
-                bar.update(1)
+            try:
+                for _ in layout[split][i]:
+                    writer.add(next(results))
+                    bar.update(1)
+            except BaseException:  # Ctrl-C, SIGTERM: the finished shards stay, this one goes
+                writer.discard()
+                raise
             writer.close()
         bar.close()
     if all(_is_complete(out, split, i, len(s)) for split, s in layout.items()
@@ -593,4 +607,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "input_create.py",
+                            "the finished shards are kept and the same command goes on from them"))

@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -829,4 +829,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "model_train.py",
+                            "the same command resumes the run from its last saved state "
+                            "(the end of each epoch, or every --save-every steps)"))

@@ -19,7 +19,7 @@ import os
 import stat
 import sys
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -464,11 +464,12 @@ def main(argv=None):
     except UsageError as e:
         print(f"model_transform.py: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through interrupts.run
+        code = interrupts.handled(e)
         print("model_transform.py: interrupted; finished outputs are complete, the rest were "
               "not written", file=sys.stderr)
-        return 130
+        return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "model_transform.py"))

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -409,4 +409,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "read_input.py",
+                            "nothing was written"))

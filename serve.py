@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 
-from colorization import quiet
+from colorization import interrupts, quiet
 
 quiet.install()  # before TensorFlow's import: its start-up lines stay off stderr
 
@@ -205,12 +205,12 @@ def main(argv=None):
         print(f"serve.py: error: cannot serve on {args.host}:{args.port} ({e})",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through interrupts.run: a normal stop
+        interrupts.handled()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.run(main, "serve.py"))

@@ -42,15 +42,16 @@ class Colorize:
         self.colorizer = Colorizer(self.model)
         self.folder, self.max_side, self.max_pixels = folder, max_side, max_pixels
 
-    def one(self, path, index):
-        """(gray preview, colour preview, result path) of one upload, or ImageError."""
+    def one(self, path, index, folder):
+        """(gray preview, colour preview, result path in folder) of one upload, or
+        ImageError."""
         import model_transform
         from colorization.colorspace import lab_to_rgb, to_uint8
         from colorization.inference import lightness
 
         name = os.path.splitext(os.path.basename(path))[0][:80] or "photo"
         ext = ".png" if path.lower().endswith((".png", ".tif", ".tiff", ".webp")) else ".jpg"
-        dest = os.path.join(self.folder, f"{index:03d}-{name}_color{ext}")
+        dest = os.path.join(folder, f"{index:03d}-{name}_color{ext}")
         job = model_transform.load_job(path, dest, self.max_pixels, self.max_side)
         # The gray the network sees (the photo's L, as a gray sRGB picture), at preview size.
         light = lightness(preview(job.pixels)) * 100.0
@@ -67,12 +68,16 @@ class Colorize:
             self.colorizer.saturation = float(saturation)
         pairs, results, lines = [], [], []
         files = list(files or [])
+        # Each request writes into a folder of its own: two visitors who upload a
+        # "photo.jpg" each used to get one file, replaced under the first one's
+        # download (cut short, or the other visitor's picture).
+        folder = tempfile.mkdtemp(prefix="request-", dir=self.folder) if files else None
         for i, path in enumerate(files):
             name = os.path.basename(path)
             if progress is not None:
                 progress((i, len(files)), desc=f"colorizing {name}")
             try:
-                gray, colour, dest = self.one(path, i)
+                gray, colour, dest = self.one(path, i, folder)
             except ImageError as e:
                 lines.append(f"**{name}**: not colorized: {e}")
                 continue
@@ -172,9 +177,11 @@ def start(args, folder, block=True):
     page.queue(default_concurrency_limit=1)  # one colorization at a time: 2 cores
     print(f"serving on http://{args.host}:{args.port} (model {model_path}); Ctrl-C stops",
           flush=True)
+    # max_file_size in bytes: Gradio parses "1.0mb", which the float flag gave, as the
+    # unit ".0MB" and raised.
     with quiet.stderr_silenced():
         page.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True,
-                    max_file_size=f"{args.max_upload_mb}mb", show_error=True, quiet=True,
+                    max_file_size=int(args.max_upload_mb * 2**20), show_error=True, quiet=True,
                     allowed_paths=[folder], inbrowser=False)
     if block:
         page.block_thread()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -46,9 +47,13 @@ def page(tmp_path_factory):
     """The page served by `python serve.py` on a free local port: its URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
+    temp = tmp_path_factory.mktemp("serve_temp")  # where serve.py makes its folder
     with open(log, "w") as out:
+        # A fractional upload limit: Gradio refused "2.5mb" until serve.py passed bytes.
         proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "serve.py"), "--port",
-                                 str(port)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+                                 str(port), "--max-upload-mb", "2.5"], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "TMPDIR": str(temp)})
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 180
@@ -64,8 +69,11 @@ def page(tmp_path_factory):
             time.sleep(1)
         yield url, log
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM, as systemd or docker stop it
         proc.wait(timeout=30)
+    # A normal stop, its temporary folder (uploads, results) removed.
+    assert proc.returncode == 0, log.read_text()
+    assert os.listdir(temp) == [], os.listdir(temp)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +168,25 @@ def test_the_pages_saturation_reaches_the_colorizer(tmp_path):
         chroma[s] = colorized_chroma(photo, results[0])
         os.remove(results[0])
     assert chroma[0.0] < 0.6 and chroma[1.0] > 5.0
+
+
+def test_two_requests_with_the_same_file_name_keep_their_own_results(tmp_path):
+    """Two visitors' uploads of one name each get their own result file: the first
+    one's download is neither replaced nor cut short by the second request."""
+    import serve
+
+    colorize = serve.Colorize(os.path.join(ROOT, "resources", "models", "real-photos.keras"),
+                              str(tmp_path / "results"), 256, serve.MAX_PIXELS)
+    os.makedirs(colorize.folder)
+    astronaut = cv2.imread(os.path.join(ROOT, "resources", "photos", "astronaut.jpg"))
+    first, second = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"
+    for path, image in ((first, astronaut), (second, cv2.flip(astronaut, 0)[:200])):
+        path.parent.mkdir()
+        cv2.imwrite(str(path), image)
+    _, (mine,), _ = colorize([str(first)])
+    kept = Path(mine).read_bytes()
+    _, (theirs,), _ = colorize([str(second)])
+    assert mine != theirs and os.path.basename(mine) == os.path.basename(theirs)
+    assert Path(mine).read_bytes() == kept
+    assert cv2.imread(mine).shape == astronaut.shape
+    assert cv2.imread(theirs).shape == (200, *astronaut.shape[1:])

@@ -338,6 +338,7 @@ def export(args, log=print):
         except (ExportError, OSError):
             raise
         except Exception as e:  # each converter raises its own types
+            interrupts.raise_if_pending()  # Ctrl-C or SIGTERM inside the converter's C code
             raise ExportError(converter_failure(args.format, e)) from e
         verify(model, runner(args.format, tmp), photos, args.max_side, args.temperature,
                precision, log, saturation=args.saturation)

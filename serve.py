@@ -215,6 +215,7 @@ def main(argv=None):
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through interrupts.run: a normal stop
         interrupts.handled()
     finally:
+        interrupts.handled()  # Gradio's block_thread may swallow the first one: a stop
         shutil.rmtree(folder, ignore_errors=True)
     return 0
 

@@ -26,20 +26,27 @@ class Terminated(KeyboardInterrupt):
 # Python runs a signal handler between any two bytecodes of the main thread, also
 # inside a garbage-collection callback or a __del__, where a raised exception is
 # printed and dropped ("Exception ignored in: <function _xla_gc_callback ...>":
-# seen with JAX's, the export then ran to the end). So after the first SIGTERM the
-# exception is raised again every second until the script has handled it.
-_state = {"pending": False, "handled": False}
+# seen with JAX's, the export then ran to the end). So after the first signal the
+# exception is raised again every second until the script has handled it. Raised
+# inside a C extension it may also come out as another error (TFLite's converter
+# gave "SystemError: Objects/listobject.c:338"): `raise_if_pending` turns such an
+# error back into the interrupt.
+_state = {"signal": None, "handled": False}
 REPEAT_S = 1.0
 
 
-def _raise_terminated(signum, frame):
-    del signum, frame
+def _interrupt(signum):
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _on_signal(signum, frame):
+    del frame
     if _state["handled"]:
         return
-    if not _state["pending"]:
-        _state["pending"] = True
-        threading.Thread(target=_repeat, daemon=True, name="sigterm-repeat").start()
-    raise Terminated
+    if _state["signal"] is None:
+        _state["signal"] = signum
+        threading.Thread(target=_repeat, daemon=True, name="interrupt-repeat").start()
+    raise _interrupt(_state["signal"])
 
 
 def _repeat():
@@ -47,17 +54,31 @@ def _repeat():
         time.sleep(REPEAT_S)
         if _state["handled"]:
             return
-        _thread.interrupt_main(signal.SIGTERM)  # runs the handler in the main thread
+        _thread.interrupt_main(_state["signal"])  # runs the handler in the main thread
 
 
 def sigterm_as_interrupt():
-    """From now on SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread."""
-    _state.update(pending=False, handled=False)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    """From now on SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread,
+    and Ctrl-C its KeyboardInterrupt, each raised again until handled."""
+    _state.update(signal=None, handled=False)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+def pending():
+    """True once Ctrl-C or SIGTERM has arrived and no one has handled it yet."""
+    return _state["signal"] is not None and not _state["handled"]
+
+
+def raise_if_pending():
+    """For an `except Exception` around foreign code: an error that arrived with an
+    interrupt is the interrupt."""
+    if pending():
+        raise _interrupt(_state["signal"])
 
 
 def handled(error=None):
-    """Called where a script catches the interrupt: no further SIGTERM is raised.
+    """Called where a script catches the interrupt: no further signal is raised.
     Returns the exit code for `error` (130 for Ctrl-C, 143 for SIGTERM)."""
     _state["handled"] = True
     return exit_code(error)
@@ -71,7 +92,9 @@ def run(main, script, then="finished outputs are complete; nothing half-written 
     """sys.exit(run(main, "x.py", "what is left and what the same command does next"))."""
     sigterm_as_interrupt()
     try:
-        return main()
+        code = main()
+        raise_if_pending()  # an interrupt that some library swallowed
+        return code
     except KeyboardInterrupt as e:
         code = handled(e)
         print(f"{script}: interrupted; {then}", file=sys.stderr)

@@ -16,9 +16,10 @@ from colorization import interrupts
 
 @pytest.fixture
 def sigterm_restored():
-    before = signal.getsignal(signal.SIGTERM)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     yield
-    signal.signal(signal.SIGTERM, before)
+    for s, handler in before.items():
+        signal.signal(s, handler)
 
 
 @pytest.mark.usefixtures("sigterm_restored")
@@ -38,6 +39,17 @@ def test_ctrl_c_and_sigterm_end_in_one_line_with_the_shells_exit_codes(capsys):
     assert time.time() - start < 5
     assert capsys.readouterr().err == "y.py: interrupted; the rest\n"
     assert interrupts.run(lambda: 3, "z.py") == 3
+
+    def swallowed():  # a library that catches the interrupt and goes on
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    assert interrupts.run(swallowed, "w.py", "stopped") == 143
+    assert capsys.readouterr().err == "w.py: interrupted; stopped\n"
 
 
 def interrupted(args, ready, sig, timeout=300):

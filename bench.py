@@ -4,6 +4,7 @@ warm-up, measured in one run, and written to a JSON file with the device it ran 
     python bench.py --train --infer --input --out bench.json
     python bench.py --transform --out bench.json   # model_transform.py per image size
     python bench.py --batch-norm --train --out bench.json   # fused against Keras's
+    python bench.py --video --out bench.json       # clips: frames/s at 480p, 720p, 1080p
 
 --batch-norm times one batch-norm layer (forward and backward) with the fused
 kernel against Keras's own layer, and with --train also the whole training step
@@ -184,6 +185,77 @@ def bench_transform(preset, max_side, repeats, sizes=TRANSFORM_MEGAPIXELS):
         print(f"12 MP vs 1 MP: time x{summary['time_12mp_over_1mp']:.2f}, peak memory "
               f"x{summary['memory_12mp_over_1mp']:.2f}")
     return summary
+
+
+VIDEO_SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
+
+
+def pan_clip(path, w, h, frames, fps=25):
+    """A clip panning over a photo_like picture (lossless, so decoding is cheap)."""
+    import av
+
+    picture = photo_like(w * (h + frames * 2) / 1e6 * 1.4)[..., ::-1]
+    picture = np.ascontiguousarray(picture[: h + 2 * frames, : int(w * 1.2)])
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264rgb", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "rgb24"
+        stream.options = {"qp": "0", "preset": "ultrafast"}
+        for k in range(frames):
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(picture[2 * k:2 * k + h, k:k + w]), format="rgb24")
+            frame.pts = k
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def video_child(model_path, clip_path, stabilize, repeats):
+    """In a fresh process: seconds for model_transform.py's whole video path
+    (decode, network, stabilizer, lossless encode, join) of the clip, and peak memory."""
+    from colorization.inference import Colorizer, load_model
+    from colorization.video import ClipColorizer, colorize_clip
+
+    colorizer = Colorizer(load_model(model_path), split_global=stabilize == "1")
+    times = []
+    for i in range(repeats + 1):  # the first is the warm-up (tracing)
+        if i == 1:
+            reset_peak_rss()  # the peak of the timed runs, not of loading and tracing
+        dest = os.path.join(os.path.dirname(clip_path), f"out{i}.mp4")
+        clip_colorizer = ClipColorizer(colorizer, 512, stabilize=stabilize == "1")
+        start = time.perf_counter()
+        colorize_clip(clip_path, dest, clip_colorizer, {"run": i})
+        if i:
+            times.append(time.perf_counter() - start)
+        os.remove(dest)
+    print(json.dumps({"seconds": times, "peak_rss_mb": _status_mb("VmHWM") or peak_rss_mb()}))
+
+
+def bench_video(model_path, repeats, frames=24):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (w, h) in VIDEO_SIZES.items():
+            path = os.path.join(tmp, f"{name}.mp4")
+            pan_clip(path, w, h, frames)
+            for stabilize in ("0", "1"):
+                proc = subprocess.run(
+                    [sys.executable, os.path.abspath(__file__), "--video-child", model_path,
+                     path, stabilize, str(repeats)],
+                    check=False, capture_output=True, text=True, cwd=ROOT)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"video benchmark at {name} failed:\n"
+                                       f"{proc.stderr[-2000:]}")
+                child = json.loads(proc.stdout.strip().splitlines()[-1])
+                seconds = float(np.median(child["seconds"]))
+                row = {"size": name, "width": w, "height": h, "frames": frames,
+                       "mode": "stabilized" if stabilize == "1" else "per-frame",
+                       "seconds_median": seconds, "frames_per_s": frames / seconds,
+                       "seconds": child["seconds"], "peak_rss_mb": child["peak_rss_mb"]}
+                rows.append(row)
+                print(f"video {name:>5s} {w}x{h} {row['mode']:>10s}: "
+                      f"{row['frames_per_s']:.2f} frames/s (median of {repeats} runs of "
+                      f"{frames} frames), peak memory {row['peak_rss_mb']:.0f} MB", flush=True)
+    return {"model": model_path, "max_side": 512, "repeats": repeats, "rows": rows}
 
 
 def _median_spread(times):
@@ -621,7 +693,11 @@ def main(argv=None):
     p.add_argument("--export", action="store_true",
                    help="int8 TFLite against float Keras: images/s at 224x224 and ab error "
                         "on --photos (calibrated on --data)")
-    p.add_argument("--model", help="--export's model (default: the shipped real-photo model)")
+    p.add_argument("--video", action="store_true",
+                   help="model_transform.py on clips: frames/s and peak memory at 480p, "
+                        "720p and 1080p, per-frame and stabilized")
+    p.add_argument("--model", help="--export's and --video's model (default: the shipped "
+                                   "real-photo model)")
     p.add_argument("--photos", nargs="+", help="--export's held-out photos or folders "
                    "(default: resources/photos)")
     p.add_argument("--data", default="data/scenes",
@@ -637,15 +713,20 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="bench.json")
     p.add_argument("--transform-child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--video-child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.video_child:
+        model, clip, stabilize, repeats = args.video_child
+        video_child(model, clip, stabilize, int(repeats))
+        return 0
     if args.transform_child:
         model, image, max_side, repeats = args.transform_child
         transform_child(model, image, int(max_side), int(repeats))
         return 0
     if not (args.train or args.infer or args.input or args.transform or args.build
-            or args.batch_norm or args.export):
+            or args.batch_norm or args.export or args.video):
         p.error("choose at least one benchmark: --train, --infer, --input, --build, "
-                "--transform, --batch-norm, --export")
+                "--transform, --batch-norm, --export, --video")
     if args.export and not os.path.isdir(args.data):
         p.error(f"--export calibrates on --data {args.data}: no such folder (build one with "
                 "input_create.py)")
@@ -697,6 +778,10 @@ def main(argv=None):
         report["export"] = bench_export(args.model or model_transform.SHIPPED_MODEL, args.data,
                                         args.photos or [export_model.DEFAULT_CHECK],
                                         max(args.repeats, 20))
+    if args.video:
+        import model_transform
+
+        report["video"] = bench_video(args.model or model_transform.SHIPPED_MODEL, args.repeats)
     write_json_atomic(args.out, report)
     print(f"wrote {args.out}")
     return 0

@@ -11,6 +11,14 @@ decides) is also scored on its own: columns sky_ab_rmse and sky_auc.
 
 --ablate-global adds each model with its global features replaced by their mean
 over training images: the local-features-only ablation of the paper's claim.
+
+    python evaluate.py --video clip.avi --model resources/models/real-photos.keras \
+        --out reports/video
+
+scores a colour clip turned to gray, per frame and stabilized (as model_transform.py
+colorizes video) and the gray input itself: the warping error E_warp and the
+colour distribution consistency CDC (colorization/video_metrics.py), and the image
+metrics averaged over the frames; writes REPORT/video.json and REPORT/strip.jpg.
 """
 
 import argparse
@@ -413,6 +421,110 @@ def evaluate(data_dir, models, out, split="val", ablate_global=False, limit=500,
     return results, len(eval_set.lab8)
 
 
+VIDEO_COLUMNS = ("e_warp", "cdc", "cdc_1", "cdc_2", "cdc_4", "ab_rmse", "auc", "colourfulness",
+                 "colourfulness_pct", "false_colour")
+
+
+def video_table(results):
+    heads = {"colourfulness": "colourful", "colourfulness_pct": "colour%",
+             "false_colour": "false%", "e_warp": "E_warp*1e3"}
+    lines = ["output".ljust(12) + "".join(f"{heads.get(k, k):>12s}" for k in VIDEO_COLUMNS)]
+    for name, row in results.items():
+        cells = []
+        for k in VIDEO_COLUMNS:
+            v = row.get(k)
+            scale = 1e3 if k == "e_warp" else 1.0
+            cells.append(f"{'-':>12s}" if v is None or np.isnan(v) else
+                         f"{v * scale:12.4f}" if k.startswith("cdc") else f"{v * scale:12.2f}")
+        lines.append(name.ljust(12) + "".join(cells))
+    return "\n".join(lines)
+
+
+def plot_strip(path, kept, title):
+    """Rows truth, gray input, per-frame, stabilized; columns the kept frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = ("truth", "gray", "per-frame", "stabilized")
+    indices = sorted(kept)
+    h, w = kept[indices[0]]["truth"].shape[:2]
+    fig, axes = plt.subplots(len(rows), len(indices), squeeze=False,
+                             figsize=(2.6 * len(indices), 2.6 * len(rows) * h / w + 0.6))
+    for r, row in enumerate(rows):
+        for c, index in enumerate(indices):
+            ax = axes[r][c]
+            ax.imshow(kept[index][row])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {index}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(row, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=80)
+
+
+def evaluate_video(clips, model_path, out, limit=0, max_side=512, strip_frames=5):
+    """Scores each clip with the model; writes video.json and one strip per clip;
+    returns {clip: {output: metrics}} and the frames scored per clip."""
+    from tqdm import tqdm
+
+    from colorization.atomic_io import write_json_atomic
+    from colorization.inference import Colorizer, load_model
+    from colorization.video import ClipColorizer
+    from colorization.video_io import open_clip
+    from colorization.video_metrics import score_clip
+
+    colorizer = Colorizer(load_model(model_path), split_global=True)
+    os.makedirs(out, exist_ok=True)
+    report, frames = {}, {}
+    for clip in clips:
+        total = open_clip(clip)
+        count = min(total.frame_count, limit) if limit else total.frame_count
+        total.close()
+        keep = {round(i * (count - 1) / max(1, strip_frames - 1)) for i in range(strip_frames)} \
+            if count else set()
+        bar = tqdm(total=count or None, unit="frame", desc=os.path.basename(clip),
+                   file=sys.stderr, dynamic_ncols=True)
+        try:
+            results, n, kept = score_clip(clip, ClipColorizer(colorizer, max_side), limit,
+                                          bar, keep)
+        finally:
+            bar.close()
+        report[clip], frames[clip] = results, n
+        name = os.path.splitext(os.path.basename(clip))[0]
+        if kept:
+            plot_strip(os.path.join(out, f"strip_{name}.jpg"), kept,
+                       f"{os.path.basename(clip)}: {n} frames, {os.path.basename(model_path)}")
+    write_json_atomic(os.path.join(out, "video.json"), {
+        "model": model_path, "max_side": max_side, "flow": "OpenCV DIS (medium preset)",
+        "e_warp": "Lai et al. 2018, RGB in [0, 1]; CDC: TCVC, JS divergence in nats",
+        "frames": frames, "clips": report})
+    return report, frames
+
+
+def video_main(args):
+    from colorization.inference import ModelError
+    from colorization.video_io import VideoError
+
+    model = args.model[0] if args.model else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "resources", "models", "real-photos.keras")
+    try:
+        report, frames = evaluate_video(args.video, model, args.out, args.limit_frames)
+    except (ModelError, VideoError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 1
+    for clip, results in report.items():
+        print(f"{clip}: {frames[clip]} frames turned to gray, colorized by {model}; E_warp "
+              "(x 1e-3) and CDC: lower is steadier; AuC in %")
+        print(video_table(results))
+    print(f"report: {args.out}/video.json, strip_*.jpg")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     quiet.add_verbose_flag(p)
@@ -423,6 +535,11 @@ def main(argv=None):
     p.add_argument("--full-size", action="store_true",
                    help="with --images: score each photo whole, at its own size, colorized "
                         "as model_transform.py does (the network sees at most 512 px)")
+    p.add_argument("--video", action="append", default=[], metavar="CLIP",
+                   help="score a colour clip turned to gray, per frame and stabilized "
+                        "(repeat for several; default model: the shipped one)")
+    p.add_argument("--limit-frames", type=int, default=0, metavar="N",
+                   help="with --video: score the first N frames (default: all)")
     p.add_argument("--split", default="val")
     p.add_argument("--model", action="append", default=[], metavar="M.keras",
                    help="a trained model (repeat for several)")
@@ -446,8 +563,11 @@ def main(argv=None):
         p.error("--limit must be at least 1")
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         p.error(f"--out {args.out} is a file; the report needs a folder")
+    if args.video:
+        return video_main(args)
     if not args.data and not args.images:
-        p.error("give --data (a built dataset) or --images (a folder of colour photos)")
+        p.error("give --data (a built dataset), --images (a folder of colour photos) or "
+                "--video (a colour clip)")
     from colorization.inference import ModelError
     from read_input import DatasetError, record_error_text
 

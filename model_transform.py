@@ -3,11 +3,19 @@
     python model_transform.py photo.jpg                      # -> photo_color.jpg
     python model_transform.py old_photos/ --recursive --out colorized/
     python model_transform.py street.jpg --reference sunset.jpg --compare --top-k 3
+    python model_transform.py film.mp4                       # -> film_color.mp4
+    python model_transform.py scans/ --frames                # numbered frames -> scans_color/
 
 The output has the input's size, its own full-resolution L channel and its alpha;
 the network sees the image with its long side capped at --max-side (chroma is
 low-frequency, so this costs little quality and bounds time and memory).
 Colour inputs are converted to gray first, so colour photos can be recolorized.
+
+A video (any container and codec FFmpeg reads) keeps its size, frame rate, frame
+count, timestamps and audio; each frame its own L. It is stabilized across frames
+(colorization/temporal.py; --per-frame for the plain per-frame result), written in
+segments so that the same command, run again after a kill, continues where it
+stopped, and the final file appears only when complete.
 
 Exit status: 0 all done, 1 some input failed (each named on stderr with its
 reason; the others are still done), 2 usage error.
@@ -83,16 +91,22 @@ def walk_images(folder, recursive):
                              if os.path.realpath(os.path.join(dirpath, d)) not in seen_dirs)
         if not recursive:
             dirnames[:] = []
-        stems = {os.path.splitext(n)[0] for n in filenames if is_image_name(n)}
+        stems = {os.path.splitext(n)[0] for n in filenames if _is_input_name(n)}
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
-            if not is_image_name(name) or _our_output(name, filenames, stems):
+            if not _is_input_name(name) or _our_output(name, filenames, stems):
                 continue
             if not _regular_file(path) or os.path.realpath(path) in seen_files:
                 continue
             seen_files.add(os.path.realpath(path))
             found.append(path)
     return found
+
+
+def _is_input_name(name):
+    from colorization.video_io import is_video_name
+
+    return is_image_name(name) or is_video_name(name)
 
 
 def _our_output(name, names, stems):
@@ -114,11 +128,14 @@ def _regular_file(path):
         return False
 
 
-def collect_inputs(paths, recursive):
-    """[(path, relative name for --out DIR)], and [(path, reason)] for unusable ones."""
+def collect_inputs(paths, recursive, frames=False):
+    """[(path, relative name for --out DIR)], and [(path, reason)] for unusable ones.
+    frames: each folder is one clip of numbered frames."""
     items, failed = [], []
     for path in paths:
-        if os.path.isdir(path):
+        if os.path.isdir(path) and frames:
+            items.append((path, os.path.basename(os.path.normpath(path))))
+        elif os.path.isdir(path):
             items += [(f, os.path.relpath(f, path)) for f in walk_images(path, recursive)]
         elif not os.path.lexists(path):
             failed.append((path, "file not found"))
@@ -129,13 +146,26 @@ def collect_inputs(paths, recursive):
     return items, failed
 
 
+# Containers the colorized video is written in as they are (H.264 fits them);
+# another input's result is an .mp4.
+VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
+
+
 def output_path(path, rel, out, single):
     """Where the colorized `path` goes: beside it, under --out DIR, or --out FILE."""
+    from colorization.video_io import is_video_name
+
+    if os.path.isdir(path):  # a frame folder: a folder of frames beside it
+        rel = os.path.normpath(path) if out is None else rel
+        return os.path.join(out or "", os.path.normpath(rel) + OUTPUT_SUFFIX)
     stem, ext = os.path.splitext(rel)
     if out is None:
         stem, ext = os.path.splitext(path)
+    if is_video_name(path) and ext.lower() not in VIDEO_OUTPUTS:
+        ext = ".mp4"
+    if out is None:
         return stem + OUTPUT_SUFFIX + ext
-    if single and is_image_name(out) and not os.path.isdir(out):
+    if single and _is_input_name(out) and not os.path.isdir(out):
         return out
     return os.path.join(out, stem + OUTPUT_SUFFIX + ext)
 
@@ -339,7 +369,7 @@ def compare_path(dest):
     return os.path.splitext(dest)[0] + "_compare.png"
 
 
-def prepare_model(args, model_path):
+def prepare_model(args, model_path, video=False):
     """(Colorizer, reference network input or None, class names); raises UsageError,
     ModelError or ImageError (of the --reference image)."""
     from colorization import systems
@@ -357,7 +387,8 @@ def prepare_model(args, model_path):
         ref_pixels, _ = decode_pixels(ref_data)
         reference = network_input(ref_pixels, args.max_side)
     colorizer = Colorizer(model, with_reference=reference is not None,
-                          temperature=args.temperature, saturation=args.saturation)
+                          temperature=args.temperature, saturation=args.saturation,
+                          split_global=video and not args.per_frame)
     return colorizer, reference, class_names_for(model_path, colorizer.num_classes, model)
 
 
@@ -367,7 +398,7 @@ def run(args):
 
     from colorization.inference import ModelError
 
-    items, failed = collect_inputs(args.inputs, args.recursive)
+    items, failed = collect_inputs(args.inputs, args.recursive, args.frames)
     if not items and not failed:
         raise UsageError("no images found in " + ", ".join(args.inputs) +
                          ("" if args.recursive else " (use --recursive for sub-folders)"))
@@ -380,8 +411,12 @@ def run(args):
     else:
         model_path, why = default_model()
         print(f"model: {model_path} ({why})", file=sys.stderr)
+    from colorization.video_io import is_video_name
+
+    clips = [(p, r) for p, r in items if os.path.isdir(p) or is_video_name(p)]
+    photos = [(p, r) for p, r in items if (p, r) not in clips]
     try:
-        colorizer, reference, names = prepare_model(args, model_path)
+        colorizer, reference, names = prepare_model(args, model_path, video=bool(clips))
     except ModelError as e:
         print(f"model_transform.py: {model_path}: {e}", file=sys.stderr)
         return 1
@@ -389,8 +424,10 @@ def run(args):
         print(f"model_transform.py: {args.reference}: {e} (the --reference image)",
               file=sys.stderr)
         return 1
-    todo, refused, skipped = plan_outputs(items, args.out, single, args.overwrite, args.compare)
-    failed += refused
+    todo, refused, skipped = plan_outputs(photos, args.out, single, args.overwrite, args.compare)
+    clip_todo, clip_refused, clip_skipped = plan_outputs(clips, args.out, single, args.overwrite)
+    failed += refused + clip_refused
+    skipped += clip_skipped
     for path, reason in failed:
         print(f"model_transform.py: {path}: {reason}", file=sys.stderr)
 
@@ -410,11 +447,50 @@ def run(args):
             bar.update(1)
     batches.flush()
     bar.close()
+    clips_done = colorize_clips(args, clip_todo, colorizer, reference, model_path, fail)
     where = f" into {args.out}" if args.out else ""
-    print(f"colorized {batches.done} image(s){where}; {len(failed)} failed"
+    what = f"{batches.done} image(s)" + (f" and {clips_done} clip(s)" if clips else "")
+    print(f"colorized {what}{where}; {len(failed)} failed"
           + (f"; {skipped} skipped (output exists, use --overwrite)" if skipped else ""),
           file=sys.stderr)
     return 1 if failed else 0
+
+
+def colorize_clips(args, todo, colorizer, reference, model_path, fail):
+    """Colorizes each clip in turn (a bar of frames each); returns how many were done."""
+    from tqdm import tqdm
+
+    from colorization.video import ClipColorizer, colorize_clip, fingerprint
+    from colorization.video_io import Encoding, VideoError
+
+    options = {"max_side": args.max_side, "temperature": args.temperature,
+               "saturation": args.saturation, "per_frame": args.per_frame,
+               "global": not args.no_global_smoothing, "flow": not args.no_flow,
+               "crf": args.crf, "reference": args.reference and fingerprint(
+                   args.reference, model_path, {})["input"]}
+    done = 0
+    for path, dest in todo:
+        clip_colorizer = ClipColorizer(colorizer, args.max_side, stabilize=not args.per_frame,
+                                       smooth_global=not args.no_global_smoothing,
+                                       flow_blend=not args.no_flow, reference=reference)
+        bar = tqdm(unit="frame", desc=os.path.basename(os.path.normpath(path)), file=sys.stderr,
+                   dynamic_ncols=True)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+            result = colorize_clip(path, dest, clip_colorizer,
+                                   fingerprint(path, model_path, options),
+                                   Encoding(args.crf), args.segment_frames, progress=bar)
+        except (VideoError, ImageError, OSError) as e:
+            bar.close()
+            fail(path, str(e))
+            continue
+        bar.close()
+        done += 1
+        resumed = (f", continued from frame {result['resumed_from']}"
+                   if result["resumed_from"] else "")
+        audio = f", audio {result['audio']}" if result["audio"] else ""
+        print(f"{path} -> {dest}: {result['frames']} frames{resumed}{audio}", file=sys.stderr)
+    return done
 
 
 def parse_args(argv):
@@ -446,8 +522,26 @@ def parse_args(argv):
     p.add_argument("--top-k", type=int, default=0, metavar="N",
                    help="print the N most likely scene classes of each image")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    v = p.add_argument_group("video")
+    v.add_argument("--frames", action="store_true",
+                   help="each folder given is one clip of numbered frames (-> FOLDER_color/)")
+    v.add_argument("--per-frame", action="store_true",
+                   help="colorize each frame on its own (no stabilization: the baseline)")
+    v.add_argument("--no-global-smoothing", action="store_true",
+                   help="do not smooth the global features (or mean chroma) within a shot")
+    v.add_argument("--no-flow", action="store_true",
+                   help="do not blend in the previous frame's colours along the optical flow")
+    v.add_argument("--crf", type=int, metavar="N",
+                   help="H.264 4:2:0 at this quality (18 is visually lossless) for a small "
+                        "file any player plays (default: lossless RGB, every frame exact)")
+    v.add_argument("--segment-frames", type=int, default=250, metavar="N",
+                   help="frames per resumable segment (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     args = p.parse_args(argv)
+    if args.crf is not None and not 0 <= args.crf <= 51:
+        p.error("--crf must be between 0 and 51")
+    if args.segment_frames < 1:
+        p.error("--segment-frames must be at least 1")
     if args.max_side < 0 or args.max_pixels < 0 or args.top_k < 0:
         p.error("--max-side, --max-pixels and --top-k must be >= 0")
     if args.temperature is not None and not args.temperature > 0:

@@ -202,12 +202,15 @@ class Iizuka(Network):
         return build(LayerFactory(cfg.model.width), gray, cfg.model.global_size,
                      cfg.model.num_classes, output, class_names=scene_class_names(cfg))
 
-    def any_size(self, model, output, global_size=224, with_global_input=False):
+    def any_size(self, model, output, global_size=224, with_global_input=False, split=False):
         layers = factory_of(model)
         gray = keras.Input((None, None, 1), name="gray")
         source = keras.Input((None, None, 1), name="global_gray") if with_global_input else gray
         resize = AntialiasedResize(global_size, global_size, name="global_resize")
         features, fc512 = global_features(layers, low_level(layers, resize(source)))
+        if split:  # video: (gray -> global features, [gray, given features] -> colour)
+            encoder = keras.Model(gray, features, name="global_encoder")
+            features = keras.Input((features.shape[-1],), name="global_features")
         if layers.release is None:  # this project's networks pad, and crop back
             local = PadToMultiple(8, name="pad_to_8")(gray)
             colour = local_to_colour(layers, low_level(layers, local), features, output)
@@ -216,6 +219,9 @@ class Iizuka(Network):
             local = ResizeToMultiple(8, name="resize_to_8")(gray)
             colour = local_to_colour(layers, low_level(layers, local), features, output)
             colour = ResizeToFractionOf(2, name="resize_to_half")([colour, gray])
+        if split:
+            return encoder, keras.Model([gray, features], {output.name: colour},
+                                        name="local_decoder_any_size")
         num_classes = model.output["scene"].shape[-1] if "scene" in model.output else 0
         inputs = [gray, source] if with_global_input else gray
         return keras.Model(inputs, _outputs(layers, colour, fc512, num_classes, output),

@@ -192,7 +192,8 @@ class Colorizer:
     `temperature` (T = 1: the mean of the predicted distribution, T -> 0: its mode).
     """
 
-    def __init__(self, model, with_reference=False, temperature=None, saturation=None):
+    def __init__(self, model, with_reference=False, temperature=None, saturation=None,
+                 split_global=False):
         from build_model import any_size_model
         from colorization import systems
 
@@ -209,28 +210,49 @@ class Colorizer:
 
         self.saturation = model_saturation(model) if saturation is None else float(saturation)
         self.num_classes = int(model.output["scene"].shape[-1]) if "scene" in model.output else 0
+        # Video (split_global): the network cut where its global features join, so a
+        # clip's stabilizer can smooth them between frames (temporal.Stabilizer).
+        self.global_encoder = self.decoder = None
+        if split_global and network.has_global_features and not with_reference:
+            self.global_encoder, self.decoder = network.any_size(
+                model, self.output, self.global_size, split=True)
 
-    def predict(self, gray_batch, reference=None):
+    @staticmethod
+    def _padded(gray_batch):
+        # Smaller than the network's strides (a 3x3 icon, a 1-px strip): the edge rows
+        # and columns are repeated up to MIN_SIDE and the ab map cut back to the share
+        # that covers the real pixels.
+        x = np.asarray(gray_batch, np.float32)
+        h, w = x.shape[1:3]
+        return np.pad(x, ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0)),
+                      mode="edge")
+
+    def global_features(self, gray_batch):
+        """(n, h, w, 1) L/100 -> (n, k) global feature vectors (split_global only)."""
+        from keras import ops
+
+        return ops.convert_to_numpy(self.global_encoder.predict_on_batch(
+            self._padded(gray_batch))).astype(np.float32)
+
+    def predict(self, gray_batch, reference=None, features=None):
         """(n, h, w, 1) L/100 -> (ab01 at the network's output resolution (h/2 x w/2
         for Iizuka et al.'s network, h/4 x w/4 for Zhang's and Larsson's, h x w for
-        Varga's), class probabilities or None)."""
+        Varga's), class probabilities or None). features: (n, k) global features to
+        use instead of the images' own (split_global only)."""
         from keras import ops
 
         from colorization.systems import decoded_ab01
 
-        x = np.asarray(gray_batch, np.float32)
-        # Smaller than the network's strides (a 3x3 icon, a 1-px strip): the edge rows
-        # and columns are repeated up to MIN_SIDE and the ab map cut back to the share
-        # that covers the real pixels.
-        h, w = x.shape[1:3]
-        x = np.pad(x, ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w)), (0, 0)),
-                   mode="edge")
+        h, w = np.shape(gray_batch)[1:3]
+        x = self._padded(gray_batch)
         # predict_on_batch runs one compiled function; Keras traces it with
         # reduce_retracing, so the second image size gives a shape-generic trace
         # and later sizes reuse it. Measured on the paper network at 1024x1024
         # (bf16, 2 cores): 0.36 s against 0.60 s eager; each of the first two
         # sizes costs about 0.4 s of tracing.
-        if self.with_reference:
+        if features is not None:
+            out = self.decoder.predict_on_batch([x, np.asarray(features, np.float32)])
+        elif self.with_reference:
             ref = np.repeat(np.asarray(reference, np.float32)[None], len(x), 0)
             out = self.net.predict_on_batch({"gray": x, "global_gray": ref})
         else:

@@ -143,7 +143,7 @@ class LiteFusion(LiteNetwork):
         model = keras.Model(gray, outputs, name="lite_fusion")
         return set_training_mode(model, cfg.model.encoder_training)
 
-    def any_size(self, model, output, global_size=224, with_global_input=False):
+    def any_size(self, model, output, global_size=224, with_global_input=False, split=False):
         spec = self.spec(model)
         layers = lite_layers(model=model)
         gray = keras.Input((None, None, 1), name="gray")
@@ -151,11 +151,17 @@ class LiteFusion(LiteNetwork):
         resized = AntialiasedResize(global_size, global_size, name="global_resize")(source)
         head = encoder(layers, _gray_input(layers, resized), spec)["head"]
         features, fc512 = global_features(layers, head)
+        if split:  # video: (gray -> global features, [gray, given features] -> colour)
+            global_encoder = keras.Model(gray, features, name="global_encoder")
+            features = keras.Input((features.shape[-1],), name="global_features")
         # A multiple of 16: the stride-16 map upsampled meets the stride-8 map exactly.
         padded = PadToMultiple(16, name="pad_to_16")(gray)
         local = encoder(layers, _gray_input(layers, padded), spec, last_stride=16)
         colour = iizuka.local_to_colour(layers, mid_level(layers, local), features, output)
         colour = CropToFractionOf(2, name="crop_to_half")([colour, gray])
+        if split:
+            return global_encoder, keras.Model([gray, features], {output.name: colour},
+                                               name="local_decoder_any_size")
         num_classes = model.output["scene"].shape[-1] if "scene" in model.output else 0
         inputs = [gray, source] if with_global_input else gray
         return keras.Model(inputs, iizuka._outputs(layers, colour, fc512, num_classes, output),

@@ -8,6 +8,10 @@ networks, recognising each file by its content.
     python convert_model.py colornet.t7 --out iizuka-places.keras
     python model_transform.py photo.jpg --model iizuka-places.keras --reference sunset.jpg
 
+    python convert_model.py --list                  # the releases it can fetch
+    python convert_model.py --fetch iizuka2016      # download, check, convert, cache
+    python model_transform.py photo.jpg --model iizuka2016
+
 Supported: Zhang et al. 2016's Caffe release (the caffemodel, with or without
 rebalancing; the prototxt is optional and checked when given; pts_in_hull.npy
 gives the 313 bins), their PyTorch release (colorization_release_v2-9b330a0b.pth,
@@ -153,18 +157,85 @@ def _convert_torch7(path, out, class_names=()):
             f"{head}, luma mean {info['mean']:.4f}")
 
 
+def fetch_release(name, cache, mirror=None, out=None):
+    """Downloads (or finds in the cache), checks and converts a published release;
+    returns the summary line. FetchError or ValueError with the reason."""
+    import shutil
+
+    from tqdm import tqdm
+
+    from colorization import fetch
+    from colorization.atomic_io import write_text_atomic
+
+    release = fetch.RELEASES[name]
+    folder = os.path.join(cache, "downloads", name)
+    paths, digests = [], {}
+    for source in release.files:
+        with tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                  dynamic_ncols=True, miniters=1) as bar:
+            paths.append(fetch.download(source, folder, mirror, progress=bar))
+        digests[source.name] = fetch._digests(paths[-1])
+    target = fetch.model_path(name, cache)
+    if os.path.exists(target):
+        summary = f"{target} is already converted (delete it to convert again)"
+    else:
+        summary = convert(paths, target)
+        write_text_atomic(os.path.splitext(target)[0] + ".md",
+                          fetch.card_text(release, digests, summary.removeprefix("wrote ")))
+    if out:
+        shutil.copyfile(target, out)
+        summary += f"; copied to {out}"
+    return summary + (f"\nuse it: python model_transform.py photo.jpg --model {name}"
+                      f"  (licence: {release.licence})")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     quiet.add_verbose_flag(p)
-    p.add_argument("sources", nargs="+", metavar="SOURCE",
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="the release's files: caffemodel, prototxt and pts_in_hull.npy, or "
                    "the .pth (Zhang et al.); colornet.t7 (Iizuka et al.)")
-    p.add_argument("--out", required=True, metavar="NAME.keras")
+    p.add_argument("--out", metavar="NAME.keras", help="the converted model (with --fetch: a "
+                   "copy of the cached one)")
+    p.add_argument("--fetch", metavar="NAME",
+                   help="download a published release by name (--list), check its checksum, "
+                        "convert it and keep it in the cache as NAME.keras")
+    p.add_argument("--list", action="store_true", help="the releases --fetch knows")
+    p.add_argument("--cache", metavar="DIR", help="where fetched releases are kept (default: "
+                   "$COLORIZATION_CACHE, else ~/.cache/colorization)")
+    p.add_argument("--mirror", metavar="URL",
+                   help="fetch each file as URL/FILENAME instead of from the authors' server "
+                        "(the checksums still apply)")
     p.add_argument("--class-names", metavar="FILE",
                    help="the scene head's class names for --top-k, one a line (or the "
                    "Places205 list's '/a/abbey 0' lines); Iizuka et al.'s release")
     args = p.parse_args(argv)
+    from colorization import fetch
+
+    if args.list:
+        print("\n".join(fetch.listing()))
+        return 0
+    if args.fetch:
+        if args.sources:
+            p.error("--fetch downloads its own files; give no SOURCE with it")
+        if args.fetch not in fetch.RELEASES:
+            p.error(f"unknown release {args.fetch!r}; --list shows {', '.join(fetch.RELEASES)}")
+        if args.out and not args.out.endswith(".keras"):
+            p.error("--out must end in .keras")
+        try:
+            print(fetch_release(args.fetch, args.cache or fetch.default_cache(), args.mirror,
+                                args.out))
+        except (fetch.FetchError, ValueError) as e:
+            print(f"convert_model.py: error: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"convert_model.py: error: {e.strerror or e} ({e.filename or args.cache}); "
+                  "nothing was written under a final name", file=sys.stderr)
+            return 1
+        return 0
+    if not args.sources or not args.out:
+        p.error("give the release's files and --out NAME.keras, or --fetch NAME (--list)")
     if not args.out.endswith(".keras"):
         p.error("--out must end in .keras")
     if os.path.isdir(args.out):

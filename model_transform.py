@@ -76,6 +76,22 @@ def default_model():
                      f"first:\n  {MAIN_JOB}")
 
 
+def named_model(model):
+    """--model as given, or a published release fetched by name (convert_model.py
+    --fetch NAME keeps it in the cache); UsageError saying how to fetch a missing one."""
+    from colorization import fetch
+
+    if os.path.exists(model) or model not in fetch.RELEASES:
+        return model
+    path = fetch.model_path(model)
+    if not os.path.isfile(path):
+        release = fetch.RELEASES[model]
+        raise UsageError(f"{model} is not fetched yet; fetch it once ({release.size_mb:.0f} MB, "
+                         f"licence {release.licence}):\n  python convert_model.py --fetch "
+                         f"{model}")
+    return path
+
+
 def walk_images(folder, recursive):
     """Relative paths of the image files under folder, each real file once: symbolic
     links are followed, but a folder already visited (a link cycle, or two links to
@@ -407,7 +423,7 @@ def run(args):
         raise UsageError(f"--out {args.out} looks like a file, but there are several inputs; "
                          "give a folder")
     if args.model:
-        model_path = args.model
+        model_path = named_model(args.model)
     else:
         model_path, why = default_model()
         print(f"model: {model_path} ({why})", file=sys.stderr)
@@ -498,8 +514,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     quiet.add_verbose_flag(p)
     p.add_argument("inputs", nargs="+", metavar="IMG|DIR", help="images and folders")
-    p.add_argument("--model", help="trained .keras model (default: the newest "
-                   "runs/*/model.keras, else the shipped real-photo model)")
+    p.add_argument("--model", help="trained .keras model, or the name of a published release "
+                   "fetched with convert_model.py --fetch (iizuka2016, zhang2016, ...; default: "
+                   "the newest runs/*/model.keras, else the shipped real-photo model)")
     p.add_argument("--out", help="output folder (mirrors the input tree), or a file name for "
                                  "a single input (default: NAME_color.EXT beside each input)")
     p.add_argument("--max-side", type=int, default=defaults.max_side,
@@ -561,7 +578,8 @@ def main(argv=None):
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through interrupts.run
         code = interrupts.handled(e)
         print("model_transform.py: interrupted; finished outputs are complete, the rest were "
-              "not written", file=sys.stderr)
+              "not written (a clip continues from its last finished segment when the same "
+              "command is run again)", file=sys.stderr)
         return code
 
 

@@ -200,6 +200,9 @@ def colorize_clip(path, dest, clip_colorizer, job, encoding=None,
         clip.close()
         raise
     clip.close()
+    if progress is not None and progress.total != count:  # the header's count was wrong
+        progress.total = count
+        progress.refresh()
     if count < skip:
         raise video_io.VideoError(f"has {count} frames, fewer than the {skip} of the run "
                                   "it resumes; delete " + work)

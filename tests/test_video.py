@@ -311,3 +311,16 @@ def test_a_killed_run_continues_from_its_last_segment(tmp_path, model_path):
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     np.testing.assert_array_equal(audio_samples(dest), audio_samples(whole / "long_color.mp4"))
     assert not work.exists()
+
+
+def test_the_mean_chroma_stand_in_smooths_a_networks_colour_cast_within_a_shot():
+    """For networks without a global vector (off by default: it raised CDC on the
+    validation clips): a per-frame cast that alternates is damped, and a cut resets it."""
+    stab = temporal.Stabilizer(flow_blend=False, mean_chroma=True)
+    frame = temporal.l8(colorspace.rgb8_to_l(scene_frame(0, 64, 48)) / 100.0)
+    means = []
+    for k in range(12):
+        ab = np.full((48, 64, 2), 0.5 + (0.04 if k % 2 else -0.04), np.float32)
+        means.append(stab.step(frame, ab, stab.is_cut(frame)).mean())
+    assert means[0] == pytest.approx(0.46)  # the first frame is its own prediction
+    assert np.ptp(means[6:]) < 0.3 * 0.08

@@ -31,6 +31,7 @@ import keras
 
 from colorization import systems
 from colorization.layers import Fusion
+from colorization.systems import any_size_model  # noqa: F401 (re-exported for its users)
 from config import add_model_flags, get_config, model_overrides
 
 
@@ -44,21 +45,6 @@ def build_model(cfg, input_size=224):
     network, output = systems.resolve(cfg)
     network.check(cfg)
     return network.build(cfg, output, input_size)
-
-
-def any_size_model(model, global_size=224, with_global_input=False):
-    """The same layers (same weights) wired for inference on any image size.
-
-    with_global_input adds a second input, "global_gray", from which the global
-    features are computed instead: the paper's style transfer (colorize one image
-    with the global features of another); only a network with global features
-    takes it.
-    """
-    network, output = systems.of_model(model)
-    if with_global_input and not network.has_global_features:
-        raise ValueError(f"{network.title}'s network has no global features to take from "
-                         "another image")
-    return network.any_size(model, output, global_size, with_global_input)
 
 
 def global_and_local_models(model):

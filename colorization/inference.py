@@ -194,8 +194,8 @@ class Colorizer:
 
     def __init__(self, model, with_reference=False, temperature=None, saturation=None,
                  split_global=False):
-        from build_model import any_size_model
         from colorization import systems
+        from colorization.systems import any_size_model
 
         network, self.output = systems.of_model(model)
         if with_reference and not network.has_global_features:

@@ -79,3 +79,18 @@ def decoded_ab01(outputs, temperature=None, gray=None, output=None):
     of its own (a converted model's bins); None: found from the outputs' names."""
     output = output or output_of(outputs)
     return output.decode(outputs[output.name], temperature, gray)
+
+
+def any_size_model(model, global_size=224, with_global_input=False):
+    """The same layers (same weights) wired for inference on any image size.
+
+    with_global_input adds a second input, "global_gray", from which the global
+    features are computed instead: the paper's style transfer (colorize one image
+    with the global features of another); only a network with global features
+    takes it.
+    """
+    network, output = of_model(model)
+    if with_global_input and not network.has_global_features:
+        raise ValueError(f"{network.title}'s network has no global features to take from "
+                         "another image")
+    return network.any_size(model, output, global_size, with_global_input)

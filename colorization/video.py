@@ -133,39 +133,30 @@ def _finished_segments(work, ext, folder):
     return k
 
 
-def colorize_clip(path, dest, clip_colorizer, job, encoding=None,
-                  segment_frames=video_io.SEGMENT_FRAMES, progress=None):
-    """Colorizes the clip (a video file or a frame folder) at `path` into `dest`,
-    resuming from the last finished segment of an earlier run with the same `job`
-    fingerprint. Returns {'frames', 'resumed_from', 'audio'}; raises VideoError."""
-    folder = os.path.isdir(path)
-    ext = os.path.splitext(dest)[1].lower() if not folder else ""
-    work = work_folder(dest)
-    job_file = os.path.join(work, "job.json")
+def _resume_point(work, job, ext, folder):
+    """How many segments an earlier run with the same job finished (their work is
+    kept); a work folder of another job (another input, model or option) is cleared."""
     done = 0
+    job_file = os.path.join(work, "job.json")
     if os.path.isdir(work):
         try:
             with open(job_file, encoding="utf-8") as f:
-                same = json.load(f) == {**job, "segment_frames": segment_frames}
+                same = json.load(f) == job
         except (OSError, ValueError):
             same = False
-        done = _finished_segments(work, ext, folder) if same else 0
-        if not same:
+        if same:
+            done = _finished_segments(work, ext, folder)
+        else:
             shutil.rmtree(work)
     os.makedirs(work, exist_ok=True)
-    write_json_atomic(job_file, {**job, "segment_frames": segment_frames})
-    clip = video_io.open_clip(path)
-    if done:
-        with np.load(os.path.join(work, f"state_{done - 1:06d}.npz")) as arrays:
-            clip_colorizer.load({k: v for k, v in arrays.items() if k != "segment_pts"})
-    writer = FolderWriter(work, clip) if folder else video_io.SegmentWriter(
-        work, clip, encoding or video_io.Encoding(), ext, first_segment=done)
-    if folder:
-        writer.k = done
-    skip = done * segment_frames
-    if progress is not None:
-        progress.reset(total=clip.frame_count or None)
-        progress.update(min(skip, clip.frame_count or skip))
+    write_json_atomic(job_file, job)
+    return done
+
+
+def _colorize_frames(clip, writer, clip_colorizer, work, skip, segment_frames, progress):
+    """Colorizes and writes the frames after `skip`, closing a segment (and saving
+    the stabilizer's state) every segment_frames frames; returns the frame count."""
+    folder = isinstance(writer, FolderWriter)
     count, batch = 0, []
 
     def flush():
@@ -179,43 +170,70 @@ def colorize_clip(path, dest, clip_colorizer, job, encoding=None,
             progress.update(len(batch))
         batch.clear()
 
-    try:
-        for index, (pts, rgb) in enumerate(clip.frames()):
-            count = index + 1
-            if index < skip:
-                continue
-            batch.append((index, pts, rgb))
-            end_of_segment = count % segment_frames == 0
-            if len(batch) >= BATCH or end_of_segment:
-                flush()
-            if end_of_segment:
-                _save_state(work, *writer.close_segment(), clip_colorizer.state())
-        flush()
-        if count == 0:
-            raise video_io.VideoError("has no frames")
-        if count % segment_frames:
+    for index, (pts, rgb) in enumerate(clip.frames()):
+        count = index + 1
+        if index < skip:
+            continue
+        batch.append((index, pts, rgb))
+        end_of_segment = count % segment_frames == 0
+        if len(batch) >= BATCH or end_of_segment:
+            flush()
+        if end_of_segment:
             _save_state(work, *writer.close_segment(), clip_colorizer.state())
-    except BaseException:
-        writer.abandon()
-        clip.close()
-        raise
-    clip.close()
-    if progress is not None and progress.total != count:  # the header's count was wrong
-        progress.total = count
-        progress.refresh()
     if count < skip:
         raise video_io.VideoError(f"has {count} frames, fewer than the {skip} of the run "
                                   "it resumes; delete " + work)
-    segments = -(-count // segment_frames)
+    flush()
+    if count == 0:
+        raise video_io.VideoError("has no frames")
+    if count % segment_frames:
+        _save_state(work, *writer.close_segment(), clip_colorizer.state())
+    return count
+
+
+def colorize_clip(path, dest, clip_colorizer, job, encoding=None,
+                  segment_frames=video_io.SEGMENT_FRAMES, progress=None):
+    """Colorizes the clip (a video file or a frame folder) at `path` into `dest`,
+    resuming from the last finished segment of an earlier run with the same `job`
+    fingerprint. Returns {'frames', 'resumed_from', 'audio'}; raises VideoError."""
+    folder = os.path.isdir(path)
+    ext = "" if folder else os.path.splitext(dest)[1].lower()
+    work = work_folder(dest)
+    done = _resume_point(work, {**job, "segment_frames": segment_frames}, ext, folder)
+    clip = video_io.open_clip(path)
+    if done:
+        with np.load(os.path.join(work, f"state_{done - 1:06d}.npz")) as arrays:
+            clip_colorizer.load({k: v for k, v in arrays.items() if k != "segment_pts"})
+    if folder:
+        writer = FolderWriter(work, clip)
+        writer.k = done
+    else:
+        writer = video_io.SegmentWriter(work, clip, encoding or video_io.Encoding(), ext,
+                                        first_segment=done)
+    skip = done * segment_frames
+    if progress is not None:
+        progress.reset(total=clip.frame_count or None)
+        progress.update(min(skip, clip.frame_count or skip))
+    try:
+        count = _colorize_frames(clip, writer, clip_colorizer, work, skip, segment_frames,
+                                 progress)
+    except BaseException:
+        writer.abandon()
+        raise
+    finally:
+        clip.close()
+    if progress is not None and progress.total != count:  # the header's count was wrong
+        progress.total = count
+        progress.refresh()
     audio = None
     if folder:
         if os.path.exists(dest):
             shutil.rmtree(dest)
         os.replace(writer.frames_dir, dest)
-    else:
+    else:  # the segments joined, with the source's audio, then renamed into place
         tmp = os.path.join(work, "joined" + ext)
-        audio = video_io.join_segments(work, _segment_pts(work, segments), clip.time_base, ext,
-                                       path, tmp)
+        segments = _segment_pts(work, -(-count // segment_frames))
+        audio = video_io.join_segments(work, segments, clip.time_base, ext, path, tmp)
         os.replace(tmp, dest)
     shutil.rmtree(work, ignore_errors=True)
     return {"frames": count, "resumed_from": skip, "audio": audio}

@@ -89,10 +89,55 @@ def _group(item):
     return item.module.__name__ if _uses_module_fixture(item) else item.nodeid
 
 
+# The full tier only: `python -m pytest -q -m "not slow"` (the quick tier) leaves
+# these out. Chosen by cost as measured (`--durations=60` of the whole suite on
+# 2 cores, issue 35's note): every test of 10 s or more, and every test that reads
+# a trained fixture beyond the smallest (each costs 16 to 68 s to build). Each
+# module keeps quick tests of its own (test_zhang.py its 20 s one, which trains
+# nothing).
+FULL_TIER_FIXTURES = ("short_run", "one_device_losses", "zhang_run", "larsson_run",
+                      "varga_run", "page", "labelled")
+FULL_TIER_TESTS = (
+    "test_compat.py::test_old_run_directory_resumes_with_more_epochs",
+    "test_convert_torch.py::test_full_width_release_converts_and_equals_the_reference",
+    "test_efficientnet.py::test_mixed_precision_stays_close_to_float32[mixed_bfloat16-0.08]",
+    "test_efficientnet.py::test_only_the_reference_settings_classify",
+    "test_export.py::test_a_baked_saturation_matches_model_transforms",
+    "test_export.py::test_a_failed_check_or_a_bad_argument_leaves_nothing",
+    "test_export.py::test_a_model_saved_under_a_mixed_policy_exports_and_passes_its_check",
+    "test_export.py::test_bench_export_reports_int8_against_float_keras",
+    "test_export.py::test_exports_run_without_the_projects_code_and_equal_keras[onnx-None]",
+    "test_export.py::test_exports_run_without_the_projects_code_and_equal_keras[tflite-None]",
+    "test_export.py::test_exports_run_without_the_projects_code_and_equal_keras[tflite-float16]",
+    "test_hypercolumn.py::test_model_train_refuses_pretrained_weights_for_a_narrowed_vgg",
+    "test_input_create.py::test_killed_build_leaves_no_incomplete_shard_and_rerun_completes",
+    "test_lite.py::test_each_training_mode_freezes_what_it_says",
+    "test_model_train.py::test_a_full_disk_stops_training_with_one_line_and_keeps_the_last_state",
+    "test_model_train.py::test_a_run_goes_on_under_another_precision_with_its_optimizer_state",
+    "test_model_train.py::test_killed_run_resumes_instead_of_restarting",
+    "test_model_transform.py::test_real_photo_keeps_size_and_lightness",
+    "test_multi_worker.py::test_two_workers_killed_resume_and_match_one_process",
+    "test_quiet.py::test_a_script_prints_only_its_own_lines_unless_verbose",
+    "test_shipped_model.py::test_saturation_zero_gives_gray_and_the_default_is_the_models_own",
+    "test_systems.py::test_bench_input_build_and_transform_run_small",
+    "test_systems.py::test_bench_train_and_infer_take_any_system",
+    "test_video.py::test_a_killed_run_continues_from_its_last_segment",
+)
+
+
+def full_tier_only(item):
+    node = item.nodeid.split("tests/", 1)[-1]
+    return (any(node.startswith(t) for t in FULL_TIER_TESTS)
+            or any(f in getattr(item, "fixturenames", ()) for f in FULL_TIER_FIXTURES))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """The suite runs on two pytest-xdist workers (pyproject.toml: -n 2 --dist
-    loadgroup), grouped by _group."""
+    loadgroup), grouped by _group; the full tier's own tests are marked slow."""
+    for item in items:
+        if full_tier_only(item):
+            item.add_marker(pytest.mark.slow)
     groups = {item: _group(item) for item in items}
     for item in items:
         item.add_marker(pytest.mark.xdist_group(groups[item]))

@@ -545,7 +545,7 @@ def parse_args(argv):
     v.add_argument("--per-frame", action="store_true",
                    help="colorize each frame on its own (no stabilization: the baseline)")
     v.add_argument("--no-global-smoothing", action="store_true",
-                   help="do not smooth the global features (or mean chroma) within a shot")
+                   help="do not smooth the global features within a shot (networks that have them)")
     v.add_argument("--no-flow", action="store_true",
                    help="do not blend in the previous frame's colours along the optical flow")
     v.add_argument("--crf", type=int, metavar="N",

@@ -153,6 +153,36 @@ def test_the_split_network_gives_the_whole_network_colours(model_path):
     whole, _ = colorizer.predict(x)
     parts, _ = colorizer.predict(x, features=colorizer.global_features(x))
     np.testing.assert_allclose(parts, whole, atol=2e-5)
+    _assert_split_differs(colorizer, x, whole)
+
+
+def test_the_split_network_of_a_mixed_bfloat16_model_stabilizes_a_clip(tmp_path):
+    """The policy auto picks on AVX-512 BF16, AMX and GPUs: the split and the
+    stabilizer run on a model saved under mixed_bfloat16."""
+    import keras
+
+    import build_model
+    from config import get_config
+
+    try:
+        build_model.set_precision("mixed_bfloat16")
+        keras.utils.set_random_seed(5)
+        model = build_model.build_model(get_config("demo"))
+    finally:
+        build_model.set_precision("float32")
+    path = str(tmp_path / "bf16.keras")
+    model.save(path)
+    colorizer = Colorizer(load_model(path), split_global=True)
+    x = np.stack([network_input(scene_frame(k, 96, 72), 512) for k in (0, 5)])
+    whole, _ = colorizer.predict(x)
+    parts, _ = colorizer.predict(x, features=colorizer.global_features(x))
+    np.testing.assert_allclose(parts, whole, atol=2e-2)  # bfloat16's 8 bits of mantissa
+    cc = ClipColorizer(colorizer, 512)
+    out = [cc.abs([scene_frame(k, 96, 72)])[0]["stabilized"] for k in range(3)]
+    assert all(o.dtype == np.float32 and np.isfinite(o).all() for o in out)
+
+
+def _assert_split_differs(colorizer, x, whole):
     swapped, _ = colorizer.predict(x, features=colorizer.global_features(x)[::-1])
     assert np.abs(swapped - whole).max() > 0.01  # the features matter
 

@@ -16,7 +16,7 @@ import evaluate
 def short_run_report(short_run, sky_scenes, tmp_path_factory):
     """evaluate.py's report of short_run's model, with its global features ablated, on
     the val split it was trained beside: (results, images, report folder)."""
-    _, result, _ = short_run
+    result = short_run.result
     out = str(tmp_path_factory.mktemp("report") / "report")
     results, n = evaluate.evaluate(sky_scenes, [result["model"]], out, ablate_global=True)
     return results, n, out
@@ -76,7 +76,7 @@ def test_models_with_the_same_run_folder_name_get_distinct_names():
 
 
 def test_a_folder_of_photos_is_scored_with_the_same_report(tmp_path, short_run, scenes_dataset):
-    _, result, _ = short_run
+    result = short_run.result
     photos = tmp_path / "photos"
     photos.mkdir()
     rng = np.random.default_rng(9)
@@ -125,7 +125,7 @@ def test_full_size_scores_each_whole_photo_as_model_transform_colorizes_it(tmp_p
 
     from colorization import colorspace
 
-    _, result, _ = short_run
+    result = short_run.result
     photos = tmp_path / "photos"
     photos.mkdir()
     rng = np.random.default_rng(4)

@@ -39,7 +39,7 @@ def run_cli(*args):
 
 
 def test_short_training_lowers_validation_ab_error(short_run, sky_scenes):
-    run, result, untrained_path = short_run
+    run, result, untrained_path = short_run.run, short_run.result, short_run.untrained
     untrained = val_ab_rmse(keras.saving.load_model(untrained_path), sky_scenes)
     trained = val_ab_rmse(keras.saving.load_model(result["model"]), sky_scenes)
     # Measured on this data: untrained 26.4, after 60 steps of batch 16 at 3e-3 13.3 (ab
@@ -61,7 +61,7 @@ def test_export_writes_float32_and_carries_a_chosen_saturation(short_run, tmp_pa
     from colorization import inference, systems
     from colorization.layers import model_saturation
 
-    run, _, _ = short_run
+    run = short_run.run
     plain, marked = str(tmp_path / "plain.keras"), str(tmp_path / "marked.keras")
     assert run_main(model_train.main, ["--run-dir", run, "--export", plain]).returncode == 0
     proc = run_main(model_train.main, ["--run-dir", run, "--export", marked, "--saturation",
@@ -82,7 +82,7 @@ def test_export_writes_float32_and_carries_a_chosen_saturation(short_run, tmp_pa
 
 def test_finished_run_says_so_and_missing_data_is_a_usage_error(tmp_path, short_run,
                                                                 scenes_dataset):
-    run, _, _ = short_run  # finished: its 4 epochs are done
+    run = short_run.run  # finished: its 4 epochs are done
     files = {n: os.path.getmtime(os.path.join(run, n)) for n in ("config.json", "log.csv",
                                                                  "model.keras")}
     again = run_cli("--preset", "demo", "--data", scenes_dataset, "--run-dir", run)
@@ -111,7 +111,7 @@ def test_a_run_being_trained_cannot_be_started_twice(tmp_path, scenes_dataset):
 def test_state_round_trip_keeps_weights_and_optimizer_step(short_run):
     """The state a run saved, restored into a freshly built model: the trained
     weights, the optimizer's step and its moments."""
-    run, result, _ = short_run
+    run, result = short_run.run, short_run.result
     cfg = model_train.load_run_config(run)
     build_model.set_precision("float32")
     fresh = model_train.compile_model(build_model.build_model(cfg), cfg, True)
@@ -279,7 +279,7 @@ def test_step_decay_schedule_halves_the_rate_every_n_epochs():
 
 def test_init_from_copies_a_models_weights_and_refuses_another_network(tmp_path, short_run,
                                                                          scenes_dataset):
-    _, result, _ = short_run
+    result = short_run.result
     trained = keras.saving.load_model(result["model"], compile=False)
     run = str(tmp_path / "ft")
     cfg = tiny_cfg(steps_per_epoch=1, learning_rate=1e-9, init_from=result["model"])

@@ -653,29 +653,11 @@ def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count
     return result
 
 
-def check_args(p, args):
-    """Usage errors before any benchmark runs (they used to end minutes of work in
-    a traceback, or be accepted and give empty figures)."""
-    from config import PRESETS
-
-    for preset in args.preset.split(","):
-        if preset not in PRESETS:
-            p.error(f"unknown --preset {preset!r}; choose from {', '.join(sorted(PRESETS))}")
-    for name, least in (("batch_size", 1), ("repeats", 1), ("max_side", 0)):
-        if getattr(args, name) < least:
-            p.error(f"--{name.replace('_', '-')} must be at least {least}")
-    unknown = [q for q in args.policies.split(",") if q not in POLICIES]
-    if unknown:
-        p.error(f"unknown --policies {', '.join(unknown)}; choose from {', '.join(POLICIES)}")
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if os.path.isdir(args.out) or not os.path.isdir(folder):
-        p.error(f"--out {args.out}: " + ("is a folder" if os.path.isdir(args.out)
-                                          else f"no folder {folder}"))
-    if not os.access(folder, os.W_OK):
-        p.error(f"--out {args.out}: cannot write in {folder}")
+BENCHMARKS = ("train", "infer", "input", "build", "transform", "batch_norm", "export",
+              "video")
 
 
-def main(argv=None):
+def make_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     quiet.add_verbose_flag(p)
     p.add_argument("--train", action="store_true",
@@ -714,44 +696,69 @@ def main(argv=None):
     p.add_argument("--out", default="bench.json")
     p.add_argument("--transform-child", nargs=4, help=argparse.SUPPRESS)
     p.add_argument("--video-child", nargs=4, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.video_child:
-        model, clip, stabilize, repeats = args.video_child
-        video_child(model, clip, stabilize, int(repeats))
-        return 0
-    if args.transform_child:
-        model, image, max_side, repeats = args.transform_child
-        transform_child(model, image, int(max_side), int(repeats))
-        return 0
-    if not (args.train or args.infer or args.input or args.transform or args.build
-            or args.batch_norm or args.export or args.video):
+    return p
+
+
+def check_args(p, args):
+    """Usage errors before any benchmark runs (they used to end minutes of work in
+    a traceback, or be accepted and give empty figures)."""
+    from config import PRESETS
+
+    if not any(getattr(args, name) for name in BENCHMARKS):
         p.error("choose at least one benchmark: --train, --infer, --input, --build, "
                 "--transform, --batch-norm, --export, --video")
     if args.export and not os.path.isdir(args.data):
         p.error(f"--export calibrates on --data {args.data}: no such folder (build one with "
                 "input_create.py)")
-    check_args(p, args)
-    report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    print(f"CPU features: {', '.join(report['device']['cpu_features']) or 'none listed'}",
-          flush=True)
-    if args.batch_norm:
-        report["batch_norm"] = bench_batch_norm(args.policies.split(","))
-    if args.train or args.infer:
-        from colorization.devices import choose_precision
+    for preset in args.preset.split(","):
+        if preset not in PRESETS:
+            p.error(f"unknown --preset {preset!r}; choose from {', '.join(sorted(PRESETS))}")
+    for name, least in (("batch_size", 1), ("repeats", 1), ("max_side", 0)):
+        if getattr(args, name) < least:
+            p.error(f"--{name.replace('_', '-')} must be at least {least}")
+    unknown = [q for q in args.policies.split(",") if q not in POLICIES]
+    if unknown:
+        p.error(f"unknown --policies {', '.join(unknown)}; choose from {', '.join(POLICIES)}")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if os.path.isdir(args.out) or not os.path.isdir(folder):
+        p.error(f"--out {args.out}: " + ("is a folder" if os.path.isdir(args.out)
+                                          else f"no folder {folder}"))
+    if not os.access(folder, os.W_OK):
+        p.error(f"--out {args.out}: cannot write in {folder}")
 
-        auto, why = choose_precision("auto")
-        report["auto_policy"] = {"policy": auto, "why": why}
-        dtypes = ["float32", "bfloat16"]
-        for policy in args.policies.split(",") + [auto]:
-            if compute_dtype(policy) not in dtypes:
-                dtypes.append(compute_dtype(policy))
-        report["matmul_peak"] = [bench_matmul(d) for d in dtypes]
-        peaks = {r["dtype"]: r["gflops"] for r in report["matmul_peak"]}
-        for r in report["matmul_peak"]:
-            print(f"matmul peak {r['dtype']:8s} (n={r['n']}): {r['gflops']:.0f} GFLOP/s "
-                  f"(best of {r['repeats']}; median {r['gflops_median']:.0f})", flush=True)
-    # Several presets (--preset paper,lite) are measured one after another in this run:
-    # report["train"] and ["infer"] hold the first, report["presets"] every one.
+
+def run_child(args):
+    """The measured child process of --video or --transform (one model, one input)."""
+    if args.video_child:
+        model, clip, stabilize, repeats = args.video_child
+        video_child(model, clip, stabilize, int(repeats))
+    else:
+        model, image, max_side, repeats = args.transform_child
+        transform_child(model, image, int(max_side), int(repeats))
+    return 0
+
+
+def measure_peaks(policies, report):
+    """The matmul peaks that MFU divides by, for each compute dtype of `policies` and
+    of the automatic policy, into report; -> (the automatic policy, {dtype: GFLOP/s})."""
+    from colorization.devices import choose_precision
+
+    auto, why = choose_precision("auto")
+    report["auto_policy"] = {"policy": auto, "why": why}
+    dtypes = ["float32", "bfloat16"]
+    for policy in policies + [auto]:
+        if compute_dtype(policy) not in dtypes:
+            dtypes.append(compute_dtype(policy))
+    report["matmul_peak"] = [bench_matmul(d) for d in dtypes]
+    for r in report["matmul_peak"]:
+        print(f"matmul peak {r['dtype']:8s} (n={r['n']}): {r['gflops']:.0f} GFLOP/s "
+              f"(best of {r['repeats']}; median {r['gflops_median']:.0f})", flush=True)
+    return auto, {r["dtype"]: r["gflops"] for r in report["matmul_peak"]}
+
+
+def bench_presets(args, report, auto, peaks):
+    """--train and --infer of each preset of --preset, one after another in this run:
+    report["train"] and ["infer"] hold the first, report["presets"] every one."""
     presets = args.preset.split(",")
     for preset in presets:
         entry = {}
@@ -765,27 +772,43 @@ def main(argv=None):
             report.update(entry)
         if entry and len(presets) > 1:
             report.setdefault("presets", {})[preset] = entry
+
+
+def main(argv=None):
+    p = make_parser()
+    args = p.parse_args(argv)
+    if args.video_child or args.transform_child:
+        return run_child(args)
+    check_args(p, args)
+    report = {"device": device_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(f"CPU features: {', '.join(report['device']['cpu_features']) or 'none listed'}",
+          flush=True)
+    if args.batch_norm:
+        report["batch_norm"] = bench_batch_norm(args.policies.split(","))
+    if args.train or args.infer:
+        auto, peaks = measure_peaks(args.policies.split(","), report)
+        bench_presets(args, report, auto, peaks)
     if args.input:
         report["input"] = bench_input(args.data)
     if args.build:
         report["build"] = bench_build()
     if args.transform:
-        report["transform"] = bench_transform(presets[0], args.max_side, args.repeats)
-    if args.export:
+        report["transform"] = bench_transform(args.preset.split(",")[0], args.max_side,
+                                              args.repeats)
+    if args.export or args.video:
         import export_model
         import model_transform
 
-        report["export"] = bench_export(args.model or model_transform.SHIPPED_MODEL, args.data,
-                                        args.photos or [export_model.DEFAULT_CHECK],
-                                        max(args.repeats, 20))
-    if args.video:
-        import model_transform
-
-        report["video"] = bench_video(args.model or model_transform.SHIPPED_MODEL, args.repeats)
+        model = args.model or model_transform.SHIPPED_MODEL
+        if args.export:
+            report["export"] = bench_export(model, args.data,
+                                            args.photos or [export_model.DEFAULT_CHECK],
+                                            max(args.repeats, 20))
+        if args.video:
+            report["video"] = bench_video(model, args.repeats)
     write_json_atomic(args.out, report)
     print(f"wrote {args.out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(interrupts.run(main, "bench.py",

@@ -143,11 +143,41 @@ def _expect(units, kinds, where):
 
 def _structure(graph, width):
     """{part: [units]} of the release's graph at `width`, checked."""
-    from colorization import iizuka
+    join, chains, units, g = _fusion_inputs(graph)
+    loc = 1 - g
+    want, c = _paper_units(width), _scaled(width)
+    glob = list(units[g])
+    parts = {"low_global": _expect(glob, want["low"], "the global path's low-level network"),
+             "global": _expect(glob, want["global"], "the global network")}
+    _expect(glob, ["flatten"], "the global network")
+    parts["fc"] = _expect(glob, want["fc"], "the global network's fully connected layers")
+    _expect(glob, ["replicate", "replicate"], "the global features' broadcast")
+    if glob:
+        raise Torch7Error(f"the global path goes on after its broadcast ({glob[0][0]})")
+    local = list(units[loc])
+    parts["low"] = _expect(local, want["low"], "the local path's low-level network")
+    parts["mid"] = _expect(local, want["mid"], "the mid-level network")
+    if local:
+        raise Torch7Error(f"the mid-level network goes on ({local[0][0]})")
+    after = _chain_forward(graph, join)
+    colour = _units(_modules(graph, after), "the colorization network")
+    parts["colour"] = _expect(colour, want["colour"], "the colorization network")
+    if colour:
+        raise Torch7Error(f"the colorization network goes on after its sigmoid "
+                          f"({colour[0][0]})")
+    parts["class"] = _scene_head(graph, chains[g], set(chains[loc]) | set(after) | {join}, c)
+    parts["global_first"] = g == 0
+    return parts
 
-    def c(n):
-        return max(1, round(n * width))
 
+def _scaled(width):
+    """The paper's channel count n at `width` (at least 1)."""
+    return lambda n: max(1, round(n * width))
+
+
+def _fusion_inputs(graph):
+    """The fusion's nn.JoinTable and what it joins: (its node, the chains of nodes back
+    from each of its two inputs, their units, the index of the global one)."""
     joins = [i for i, m in enumerate(graph.module) if t7.leaves(m)
              and t7.class_name(t7.leaves(m)[0]) == "nn.JoinTable"]
     if len(joins) != 1 or len(graph.parents[joins[0]]) != 2:
@@ -160,66 +190,53 @@ def _structure(graph, width):
     if sorted(is_global) != [False, True]:
         raise Torch7Error("not Iizuka et al.'s network: the fusion does not join one "
                           "broadcast (nn.Replicate) global vector and one feature map")
-    g, loc = (1, 0) if is_global[1] else (0, 1)
-    global_first = g == 0
+    return join, chains, units, 1 if is_global[1] else 0
 
-    low, n_in = [], 1
-    for filters, stride in iizuka.LOW_LEVEL:
-        low.append(("conv", n_in, c(filters), stride, 3, "relu"))
-        n_in = c(filters)
-    gconv = []
-    for filters, stride in iizuka.GLOBAL_CONV:
-        gconv.append(("conv", n_in, c(filters), stride, 3, "relu"))
-        n_in = c(filters)
+
+def _paper_units(width):
+    """The units each part of Iizuka et al.'s network has at `width`, as _units lists
+    them: {"low", "global", "fc", "mid", "colour": [unit]}."""
+    from colorization import iizuka
+
+    c = _scaled(width)
+
+    def convs(layers, n_in):
+        out = []
+        for filters, stride in layers:
+            out.append(("conv", n_in, c(filters), stride, 3, "relu"))
+            n_in = c(filters)
+        return out, n_in
+
+    low, n_in = convs(iizuka.LOW_LEVEL, 1)
+    gconv, n_in = convs(iizuka.GLOBAL_CONV, n_in)
     fcs, n_fc = [], n_in * 7 * 7
     for units_ in iizuka.GLOBAL_FC:
         fcs.append(("linear", n_fc, c(units_), "relu"))
         n_fc = c(units_)
-    mid, m_in = [], c(512)
-    for filters, _ in iizuka.MID_LEVEL:
-        mid.append(("conv", m_in, c(filters), 1, 3, "relu"))
-        m_in = c(filters)
+    mid, _ = convs([(f, 1) for f, _ in iizuka.MID_LEVEL], c(512))
+    colour, n_in = [("conv", 2 * c(iizuka.FUSION), c(iizuka.FUSION), 1, 1, "relu")], \
+        c(iizuka.FUSION)
+    for kind, filters in iizuka.COLORIZATION:
+        if kind == "up":
+            colour.append("up")
+        else:
+            colour.append(("conv", n_in, c(filters), 1, 3, "relu"))
+            n_in = c(filters)
+    colour.append(("conv", n_in, 2, 1, 3, "sigmoid"))
+    return {"low": low, "global": gconv, "fc": fcs, "mid": mid, "colour": colour}
 
-    glob = list(units[g])
-    parts = {"low_global": _expect(glob, low, "the global path's low-level network"),
-             "global": _expect(glob, gconv, "the global network")}
-    _expect(glob, ["flatten"], "the global network")
-    parts["fc"] = _expect(glob, fcs, "the global network's fully connected layers")
-    _expect(glob, ["replicate", "replicate"], "the global features' broadcast")
-    if glob:
-        raise Torch7Error(f"the global path goes on after its broadcast ({glob[0][0]})")
-    local = list(units[loc])
-    parts["low"] = _expect(local, low, "the local path's low-level network")
-    parts["mid"] = _expect(local, mid, "the mid-level network")
-    if local:
-        raise Torch7Error(f"the mid-level network goes on ({local[0][0]})")
 
-    after, node = [], join
+def _chain_forward(graph, node):
+    """The nodes from `node` on to the graph's end, refused where the way branches."""
+    after = []
     while True:
         after.append(node)
         kids = graph.children[node]
         if not kids:
-            break
+            return after
         if len(kids) > 1:
             raise Torch7Error("the colorization network branches")
         node = kids[0]
-    colour = _units(_modules(graph, after), "the colorization network")
-    want, n_in = [("conv", 2 * c(iizuka.FUSION), c(iizuka.FUSION), 1, 1, "relu")], \
-        c(iizuka.FUSION)
-    for kind, filters in iizuka.COLORIZATION:
-        if kind == "up":
-            want.append("up")
-        else:
-            want.append(("conv", n_in, c(filters), 1, 3, "relu"))
-            n_in = c(filters)
-    want.append(("conv", n_in, 2, 1, 3, "sigmoid"))
-    parts["colour"] = _expect(colour, want, "the colorization network")
-    if colour:
-        raise Torch7Error(f"the colorization network goes on after its sigmoid "
-                          f"({colour[0][0]})")
-    parts["class"] = _scene_head(graph, chains[g], set(chains[loc]) | set(after) | {join}, c)
-    parts["global_first"] = global_first
-    return parts
 
 
 def _scene_head(graph, global_chain, others, c):
@@ -298,27 +315,14 @@ def iizuka_torch_model(top, class_names=()):
     """A Keras model (iizuka.build_torch_release) with the weights of a read
     colornet.t7; class_names: the scene head's (as many as it has classes);
     returns (model, info)."""
-
     from colorization import iizuka
 
     if not isinstance(top, dict) or "model" not in top:
         raise Torch7Error("a Torch 7 file, but not Iizuka et al.'s release (a table of 'model' "
                           "and 'mean')")
-    mean = top.get("mean")
-    if isinstance(mean, np.ndarray) and mean.size == 1:
-        mean = float(mean.reshape(-1)[0])
-    if not isinstance(mean, (int, float)) or not np.isfinite(mean):
-        raise Torch7Error("the release's 'mean' is not a number")
+    mean = _release_mean(top)
     graph = t7.Graph(top["model"])
-    first = None
-    for m in _modules(graph, range(len(graph.nodes))):
-        if t7.class_name(m) in CONVS:
-            first = m
-            break
-    weight = _array(first, "weight") if first is not None else None
-    if weight is None:
-        raise Torch7Error("not Iizuka et al.'s network (no convolution)")
-    width = weight.shape[0] / 64.0
+    width = _release_width(graph)
     parts = _structure(graph, width)
     if not _same_low_level(parts["low"], parts["low_global"]):
         raise Torch7Error("the global and local paths' low-level networks have different "
@@ -327,8 +331,38 @@ def iizuka_torch_model(top, class_names=()):
     if class_names and len(class_names) != num_classes:
         raise Torch7Error(f"{len(class_names)} class names given; the release's scene head "
                           f"has {num_classes} classes")
-    model = built_in_float32(lambda: iizuka.build_torch_release(width, num_classes, float(mean),
+    model = built_in_float32(lambda: iizuka.build_torch_release(width, num_classes, mean,
                                                                 class_names))
+    _put_release_weights(model, parts, width)
+    return model, {"width": width, "mean": mean, "classes": num_classes}
+
+
+def _release_mean(top):
+    """The release's 'mean' (the L it subtracts), a finite number."""
+    mean = top.get("mean")
+    if isinstance(mean, np.ndarray) and mean.size == 1:
+        mean = float(mean.reshape(-1)[0])
+    if not isinstance(mean, (int, float)) or not np.isfinite(mean):
+        raise Torch7Error("the release's 'mean' is not a number")
+    return float(mean)
+
+
+def _release_width(graph):
+    """The network's width against the paper's: its first convolution's filters / 64."""
+    first = next((m for m in _modules(graph, range(len(graph.nodes)))
+                  if t7.class_name(m) in CONVS), None)
+    weight = _array(first, "weight") if first is not None else None
+    if weight is None:
+        raise Torch7Error("not Iizuka et al.'s network (no convolution)")
+    return weight.shape[0] / 64.0
+
+
+def _put_release_weights(model, parts, width):
+    """Each unit of _structure's parts into its layer of build_torch_release's model:
+    Torch's (out, in, kh, kw) kernels, its (C, 7, 7) flattening and the fusion's
+    concatenation order turned into Keras's."""
+    from colorization import iizuka
+
     eps = iizuka.TORCH_BN_EPSILON
 
     def put(name, values):
@@ -371,4 +405,3 @@ def iizuka_torch_model(top, class_names=()):
         dense_bn("class_fc1", parts["class"][0])
         head = parts["class"][1]
         put("scene", [head["weight"].reshape(head["n_out"], -1).T, _bias(head)])
-    return model, {"width": width, "mean": float(mean), "classes": num_classes}

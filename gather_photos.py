@@ -45,6 +45,7 @@ import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -565,13 +566,43 @@ def output_name(candidate, taken):
     return name
 
 
+class Filters(NamedTuple):
+    """The photo filters of check_photo, as gather's manifest records them."""
+    min_side: int
+    min_chroma: float
+    max_flat: float
+    min_colours: float
+
+
 def gather(out, cache, include_optional=False, min_side=200, min_chroma=4.0, max_flat=0.35,
            min_colours=0.05, heldout_out=None, log=print):
     """Fetches, opens, filters and writes the photos; returns the manifest dict."""
     started = time.perf_counter()
     os.makedirs(out, exist_ok=True)
-    missing, rejected, kept = [], [], []
-    opencv_heldout = {}
+    filters = Filters(min_side, min_chroma, max_flat, min_colours)
+    rejected = []
+    kept, missing, opencv_heldout = passing_candidates(cache, include_optional, filters,
+                                                       rejected, log)
+    heldout = heldout_photos(cache, opencv_heldout)
+    unique = distinct_pictures(kept, heldout, rejected)
+    records = write_photos(unique, out)
+    manifest = {"photos": records, "count": len(records),
+                "pixels": sum(r["width"] * r["height"] for r in records),
+                "missing_packages": missing, "settings": filters._asdict(),
+                "heldout": sorted(heldout), "seconds": round(time.perf_counter() - started, 1)}
+    write_json_atomic(os.path.join(out, "manifest.json"), manifest)
+    write_json_atomic(os.path.join(out, "rejected.json"),
+                      sorted(rejected, key=lambda r: (r["package"], r["path"])))
+    if heldout_out:
+        write_heldout(heldout_out, heldout)
+    return manifest
+
+
+def passing_candidates(cache, include_optional, filters, rejected, log):
+    """Each package's photos that pass the filters and are not held out or reserved by
+    name: (kept candidates, missing packages, {opencv-doc path: bytes} of its held-out
+    photos). What is turned away is appended to `rejected` with the reason."""
+    missing, kept, opencv_heldout = [], [], {}
     for package in PACKAGES:
         if package.optional and not include_optional:
             continue
@@ -593,7 +624,7 @@ def gather(out, cache, include_optional=False, min_side=200, min_chroma=4.0, max
                 rejected.append({"package": cand.package, "path": cand.inner,
                                  "reason": "named like a held-out or reserved photo"})
                 continue
-            reason = check_photo(cand, min_side, min_chroma, max_flat, min_colours)
+            reason = check_photo(cand, *filters)
             if reason:
                 rejected.append({"package": cand.package, "path": cand.inner, "reason": reason,
                                  **cand.info})
@@ -602,13 +633,16 @@ def gather(out, cache, include_optional=False, min_side=200, min_chroma=4.0, max
             kept.append(cand)
             count += 1
         log(f"  {package.name} {archive_version(archive)}: {count} candidate photos")
+    return kept, missing, opencv_heldout
 
-    heldout = heldout_photos(cache, opencv_heldout)
+
+def distinct_pictures(kept, heldout, rejected):
+    """`kept` less the pictures that are a held-out or reserved one (by dHash) and less
+    the smaller copies of one picture: the largest copy of a picture wins."""
     forbidden = [(name, dhash(rgb)) for name, rgb in heldout.items()]
     forbidden += [("reserved sample", h) for h in reserved_hashes()]
-    kept.sort(key=lambda c: -c.width * c.height)  # the largest copy of a picture wins
     unique = []
-    for cand in kept:
+    for cand in sorted(kept, key=lambda c: -c.width * c.height):
         clash = next((name for name, h in forbidden if hamming(cand.dhash, h) <= 8), None)
         if clash:
             rejected.append({"package": cand.package, "path": cand.inner,
@@ -621,10 +655,14 @@ def gather(out, cache, include_optional=False, min_side=200, min_chroma=4.0, max
                              "reason": f"duplicate of {twin.package}:{twin.inner}"})
             continue
         unique.append(cand)
+    return unique
 
+
+def write_photos(unique, out):
+    """Each picture written once under out/PACKAGE/ (kept where it is already there);
+    -> the manifest's records, in package and path order."""
     records, taken = [], set()
-    unique.sort(key=lambda c: (c.package, c.inner))
-    for cand in unique:
+    for cand in sorted(unique, key=lambda c: (c.package, c.inner)):
         folder = os.path.join(out, cand.package)
         os.makedirs(folder, exist_ok=True)
         name = output_name(cand, taken)
@@ -635,18 +673,7 @@ def gather(out, cache, include_optional=False, min_side=200, min_chroma=4.0, max
                         "version": cand.version, "path": cand.inner, "licence": cand.licence,
                         "width": cand.width, "height": cand.height, "sha256": cand.data_sha,
                         "dhash": f"{cand.dhash:016x}", **cand.info})
-    manifest = {"photos": records, "count": len(records),
-                "pixels": sum(r["width"] * r["height"] for r in records),
-                "missing_packages": missing,
-                "settings": {"min_side": min_side, "min_chroma": min_chroma,
-                             "max_flat": max_flat, "min_colours": min_colours},
-                "heldout": sorted(heldout), "seconds": round(time.perf_counter() - started, 1)}
-    write_json_atomic(os.path.join(out, "manifest.json"), manifest)
-    write_json_atomic(os.path.join(out, "rejected.json"),
-                      sorted(rejected, key=lambda r: (r["package"], r["path"])))
-    if heldout_out:
-        write_heldout(heldout_out, heldout)
-    return manifest
+    return records
 
 
 def write_heldout(folder, photos):

@@ -525,7 +525,7 @@ def video_main(args):
     return 0
 
 
-def main(argv=None):
+def make_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     quiet.add_verbose_flag(p)
     p.add_argument("--data", help="dataset folder written by input_create.py (its --split is "
@@ -554,7 +554,11 @@ def main(argv=None):
     p.add_argument("--saturation", type=float, metavar="S",
                    help="the models' chroma scaled by S, as model_transform.py --saturation "
                         "(default: each model's own)")
-    args = p.parse_args(argv)
+    return p
+
+
+def check_args(p, args):
+    """Usage errors (exit 2) before anything is loaded."""
     if args.temperature is not None and not args.temperature > 0:
         p.error("--temperature must be > 0")
     if args.saturation is not None and not 0.0 <= args.saturation <= 2.0:
@@ -563,43 +567,56 @@ def main(argv=None):
         p.error("--limit must be at least 1")
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         p.error(f"--out {args.out} is a file; the report needs a folder")
-    if args.video:
-        return video_main(args)
-    if not args.data and not args.images:
+    if not args.video and not args.data and not args.images:
         p.error("give --data (a built dataset), --images (a folder of colour photos) or "
                 "--video (a colour clip)")
-    from colorization.inference import ModelError
-    from read_input import DatasetError, record_error_text
-
     for path in args.model:
         if not os.path.isfile(path):
-            print(f"evaluate.py: error: {path}: model file not found", file=sys.stderr)
-            return 2
+            p.exit(2, f"evaluate.py: error: {path}: model file not found\n")
+
+
+def main(argv=None):
+    p = make_parser()
+    args = p.parse_args(argv)
+    check_args(p, args)
+    if args.video:
+        return video_main(args)
     try:
         results, n = evaluate(args.data, args.model, args.out, args.split, args.ablate_global,
                               args.limit, temperature=args.temperature, images=args.images,
                               saturation=args.saturation, full_size=args.full_size)
-    except (DatasetError, ModelError, EvalError) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        import tensorflow as tf
+    except Exception as e:  # the errors a user can fix are one line each
+        return report_failure(e, args.data)
+    print_summary(args, results, n)
+    return 0
 
-        if not isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
-            raise
-        first = record_error_text(e)
-        print(f"evaluate.py: error: a record of {args.data} cannot be read ({first}); "
-              f"`python read_input.py {args.data} --verify` names the damaged shard",
-              file=sys.stderr)
-        return 1
+
+def report_failure(error, data):
+    """The one-line message and exit status of an evaluation that failed for a reason
+    the user can fix; anything else is raised as it is."""
+    import tensorflow as tf
+
+    from colorization.inference import ModelError
+    from read_input import DatasetError, record_error_text
+
+    if isinstance(error, (DatasetError, ModelError, EvalError)):
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
+    if not isinstance(error, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
+        raise error
+    print(f"evaluate.py: error: a record of {data} cannot be read "
+          f"({record_error_text(error)}); `python read_input.py {data} --verify` names the "
+          "damaged shard", file=sys.stderr)
+    return 1
+
+
+def print_summary(args, results, n):
     scored = f"photos of {args.images}" if args.images else f"{args.split} images of {args.data}"
     view = "full size" if args.full_size else "224x224 centre crops"
     print(f"{n} {scored} ({view}); AuC in %, "
           f"ab errors in ab units, PSNR capped at {metrics.PSNR_CAP:g} dB")
     print(table(results))
     print(f"report: {args.out}/metrics.json, per_image.csv, auc_curves.png, grid.png")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(interrupts.run(main, "evaluate.py",

@@ -585,15 +585,18 @@ def main(argv=None):
         results, n = evaluate(args.data, args.model, args.out, args.split, args.ablate_global,
                               args.limit, temperature=args.temperature, images=args.images,
                               saturation=args.saturation, full_size=args.full_size)
-    except Exception as e:  # the errors a user can fix are one line each
-        return report_failure(e, args.data)
+    except Exception as e:
+        code = failure_status(e, args.data)  # one line for what the user can fix
+        if code is None:
+            raise
+        return code
     print_summary(args, results, n)
     return 0
 
 
-def report_failure(error, data):
+def failure_status(error, data):
     """The one-line message and exit status of an evaluation that failed for a reason
-    the user can fix; anything else is raised as it is."""
+    the user can fix; None for anything else (the caller raises it)."""
     import tensorflow as tf
 
     from colorization.inference import ModelError
@@ -603,7 +606,7 @@ def report_failure(error, data):
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
     if not isinstance(error, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
-        raise error
+        return None
     print(f"evaluate.py: error: a record of {data} cannot be read "
           f"({record_error_text(error)}); `python read_input.py {data} --verify` names the "
           "damaged shard", file=sys.stderr)

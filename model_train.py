@@ -758,16 +758,7 @@ def build_model_checks(cfg):
 def main(argv=None):
     args = parse_args(argv)
     if args.export:
-        if not args.run_dir or not os.path.exists(os.path.join(args.run_dir, "model.keras")):
-            print("model_train.py: error: --export needs --run-dir of a run with a model.keras",
-                  file=sys.stderr)
-            return 2
-        if args.saturation is not None and not 0.0 <= args.saturation <= 2.0:
-            print("model_train.py: error: --saturation must be between 0 and 2",
-                  file=sys.stderr)
-            return 2
-        print(f"wrote {export_model(args.run_dir, args.export, saturation=args.saturation)}")
-        return 0
+        return export_main(args)
     if args.logical_cpus > 1:
         configure_logical_cpus(args.logical_cpus)
     try:
@@ -777,56 +768,82 @@ def main(argv=None):
         print(f"model_train.py: error: {e}", file=sys.stderr)
         return 2
     if args.benchmark:
-        batch = args.batch_size or 16
-        auto, why = choose_precision("auto")
-        for policy in dict.fromkeys(["float32", auto]):
-            rate, _ = benchmark_training(cfg, policy, batch)
-            note = f" - auto: {why}" if policy == auto else ""
-            print(f"{cfg.preset} preset, {policy}: {rate:.2f} training images/s "
-                  f"(batch {batch}, median of 8 steps){note}", flush=True)
-        return 0
+        return benchmark_main(cfg, args.batch_size or 16)
+    try:
+        result = train(cfg, args.data, run_dir, logical_devices=args.logical_cpus,
+                       progress=sys.stderr.isatty(), save_every_steps=args.save_every)
+    except Exception as e:
+        code = failure_status(e, args.data)  # one line for what the user can act on
+        if code is None:
+            raise
+        return code
+    print_outcome(result, run_dir)
+    return 0
+
+
+def export_main(args):
+    """--export: the run's model.keras as a float32 model, saturation baked in."""
+    if not args.run_dir or not os.path.exists(os.path.join(args.run_dir, "model.keras")):
+        print("model_train.py: error: --export needs --run-dir of a run with a model.keras",
+              file=sys.stderr)
+        return 2
+    if args.saturation is not None and not 0.0 <= args.saturation <= 2.0:
+        print("model_train.py: error: --saturation must be between 0 and 2", file=sys.stderr)
+        return 2
+    print(f"wrote {export_model(args.run_dir, args.export, saturation=args.saturation)}")
+    return 0
+
+
+def benchmark_main(cfg, batch):
+    """--benchmark: training images/s in float32 and under the automatic policy."""
+    auto, why = choose_precision("auto")
+    for policy in dict.fromkeys(["float32", auto]):
+        rate, _ = benchmark_training(cfg, policy, batch)
+        note = f" - auto: {why}" if policy == auto else ""
+        print(f"{cfg.preset} preset, {policy}: {rate:.2f} training images/s "
+              f"(batch {batch}, median of 8 steps){note}", flush=True)
+    return 0
+
+
+def failure_status(error, data):
+    """The message and exit status of a training stopped by `error`: 2 for what the
+    user's input or setup refused, 1 for a run that stopped (its saved state kept);
+    None for anything else (the caller raises it)."""
     import read_input
     from colorization.callbacks import StateError
     from colorization.hypercolumn import WeightsError
 
-    try:
-        result = train(cfg, args.data, run_dir, logical_devices=args.logical_cpus,
-                       progress=sys.stderr.isatty(), save_every_steps=args.save_every)
-    except read_input.DatasetError as e:
-        print(f"model_train.py: error: {e}", file=sys.stderr)
+    # WeightsError: a VGG-16 weights file that does not load.
+    if isinstance(error, (read_input.DatasetError, WeightsError, RunInUse, StateError,
+                          ConfigError)):
+        print(f"model_train.py: error: {error}", file=sys.stderr)
         return 2
-    except WeightsError as e:  # a VGG-16 weights file that does not load
-        print(f"model_train.py: error: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        print(f"model_train.py: {e}", file=sys.stderr)
+    if isinstance(error, TrainingError):
+        print(f"model_train.py: {error}", file=sys.stderr)
         return 1
-    except (RunInUse, StateError, ConfigError) as e:
-        print(f"model_train.py: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        # A record that does not read (a damaged shard) stops training; the state
-        # saved before it is kept. Stop with the cause and the way to repair it.
-        import tensorflow as tf
+    # A record that does not read (a damaged shard) stops training; the state
+    # saved before it is kept. Stop with the cause and the way to repair it.
+    import tensorflow as tf
 
-        if not isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
-            raise
-        first = read_input.record_error_text(e)
-        print(f"model_train.py: error: a record of {args.data} cannot be read ({first}); "
-              f"`python read_input.py {args.data} --verify` names the damaged shard and how "
-              "to rebuild it; training resumes from the last saved step", file=sys.stderr)
-        return 1
+    if not isinstance(error, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
+        return None
+    first = read_input.record_error_text(error)
+    print(f"model_train.py: error: a record of {data} cannot be read ({first}); "
+          f"`python read_input.py {data} --verify` names the damaged shard and how "
+          "to rebuild it; training resumes from the last saved step", file=sys.stderr)
+    return 1
+
+
+def print_outcome(result, run_dir):
     if result["status"] == "already finished":
         print(f"{run_dir} has already finished training (epoch {result.get('epoch')}); "
               f"its model is {os.path.join(run_dir, 'model.keras')}")
-        return 0
+        return
     if "weights_digest" in result:  # the same on every worker
         print(f"worker weights digest: {result['weights_digest']}")
     print(f"trained in {result['seconds'] / 60:.1f} min: model {result['model']} "
           f"(best on validation: {result['best']}); learning curves {result['plots']}; "
           f"sample colorizations in {result['samples']}/")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(interrupts.run(main, "model_train.py",

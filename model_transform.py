@@ -447,12 +447,27 @@ def run(args):
     for path, reason in failed:
         print(f"model_transform.py: {path}: {reason}", file=sys.stderr)
 
-    bar = tqdm(total=len(todo), unit="img", disable=len(todo) < 2, file=sys.stderr)
-
     def fail(path, reason):
         failed.append((path, reason))
-        bar.write(f"model_transform.py: {path}: {reason}", file=sys.stderr)
+        tqdm.write(f"model_transform.py: {path}: {reason}", file=sys.stderr)
 
+    done = colorize_photos(args, todo, colorizer, reference, names, fail)
+    clips_done = colorize_clips(args, clip_todo, colorizer, reference, model_path, fail)
+    where = f" into {args.out}" if args.out else ""
+    what = f"{done} image(s)" + (f" and {clips_done} clip(s)" if clips else "")
+    print(f"colorized {what}{where}; {len(failed)} failed"
+          + (f"; {skipped} skipped (output exists, use --overwrite)" if skipped else ""),
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def colorize_photos(args, todo, colorizer, reference, names, fail):
+    """Each (photo, output) of `todo` decoded, colorized in batches and written, with a
+    progress bar; a photo that fails is reported through `fail(path, reason)`.
+    Returns how many were written."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="img", disable=len(todo) < 2, file=sys.stderr)
     batches = Batches(colorizer, reference, fail, lambda: bar.update(1), args.compare,
                       args.top_k, names)
     for path, dest in todo:
@@ -463,13 +478,7 @@ def run(args):
             bar.update(1)
     batches.flush()
     bar.close()
-    clips_done = colorize_clips(args, clip_todo, colorizer, reference, model_path, fail)
-    where = f" into {args.out}" if args.out else ""
-    what = f"{batches.done} image(s)" + (f" and {clips_done} clip(s)" if clips else "")
-    print(f"colorized {what}{where}; {len(failed)} failed"
-          + (f"; {skipped} skipped (output exists, use --overwrite)" if skipped else ""),
-          file=sys.stderr)
-    return 1 if failed else 0
+    return batches.done
 
 
 def colorize_clips(args, todo, colorizer, reference, model_path, fail):

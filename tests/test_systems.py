@@ -4,6 +4,7 @@ saved model; config round trips; the U, V target; a smoke test of each bench.py
 benchmark on small sizes."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -149,6 +150,47 @@ def test_bench_measures_several_presets_in_one_run(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     assert report["train"] == {"preset": "paper"}  # the first, where one preset puts it
     assert report["presets"]["lite"]["infer"] == {"preset": "lite"}
+
+
+def fake_matmul(measured):
+    """bench_matmul giving the next of `measured` (GFLOP/s) at each call, the last for
+    ever after."""
+    def matmul(dtype, **_):
+        g = measured.pop(0) if len(measured) > 1 else measured[0]
+        return {"dtype": dtype, "n": 8, "gflops": g, "gflops_median": g, "repeats": 1}
+    return matmul
+
+
+@pytest.mark.parametrize("measured, remeasured, mfu", [
+    ([100.0, 100.0], 0, 0.8),  # steady: before and after agree; 80 / 100
+    ([50.0, 100.0], 0, 0.8),  # disturbed before, the after's peak is the best
+    ([50.0, 50.0, 100.0], 1, 0.8),  # both low (MFU 1.6): measured again, once
+    ([50.0], 2, None),  # low every time: no MFU above 100% is reported
+])
+def test_bench_never_reports_an_mfu_above_one(measured, remeasured, mfu, monkeypatch,
+                                               capsys):
+    monkeypatch.setattr(bench, "bench_matmul", fake_matmul(list(measured)))
+    row = {"policy": "float32", "batch_norm": "fused", "batch_size": 2,
+           "model_gflops_per_s": 80.0, "peak_dtype": "float32"}
+    report = {"train": {"rows": [row]}}
+    log = bench.PeakLog(["float32"])
+    log.measure("before")
+    log.measure("after")
+    bench.settle_mfu(report, log)
+    out = capsys.readouterr().out
+    assert len(log.runs) == 2 + remeasured
+    assert out.count("measuring the peak again") == remeasured
+    assert row["mfu"] == (pytest.approx(mfu) if mfu else None)
+    peak = report["matmul_peak"][0]
+    assert len(peak["measurements"]) == 2 + remeasured
+    best = max(m["gflops"] for m in peak["measurements"])
+    worst = min(m["gflops"] for m in peak["measurements"])
+    assert peak["gflops"] == best and peak["spread"] == pytest.approx((best - worst) / best)
+    if mfu is None:
+        assert "not trustworthy" in row["mfu_refused"] and "no MFU" in out
+    else:
+        assert f"{mfu:.0%} of the float32 matmul peak" in out
+    assert not re.search(r"MFU[^\n]*\b(1[0-9]{2}|[2-9][0-9]{2})%", out.rsplit("measuring", 1)[-1])
 
 
 def test_bench_input_build_and_transform_run_small(scenes_dataset):

@@ -79,8 +79,9 @@ def make_optimizer(cfg, steps_per_epoch=None):
                                     momentum=cfg.train.momentum,
                                     weight_decay=cfg.train.weight_decay or None)
     if cfg.train.optimizer == "adadelta":
-        return keras.optimizers.Adadelta(learning_rate=cfg.train.learning_rate, rho=0.95,
-                                         epsilon=1e-6)
+        from colorization.optimizers import FusedAdadelta
+
+        return FusedAdadelta(learning_rate=cfg.train.learning_rate, rho=0.95, epsilon=1e-6)
     if cfg.train.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch),
                                      beta_2=cfg.train.beta_2,

@@ -533,7 +533,9 @@ class LayerFactory:
         return relu(self.batch_norm(name + "_bn")(dense(x)))
 
 
-# The encoder networks' input layers (efficientnet.py) are registered too, so that
+# The encoder networks' input layers (efficientnet.py) and the paper's optimizer
+# (optimizers.py, which a compiled model's file names) are registered too, so that
 # importing this module is enough to load any of the project's models in safe mode.
 # Imported last: efficientnet.py builds on the names above.
 from colorization import efficientnet as _efficientnet  # noqa: F401
+from colorization import optimizers as _optimizers  # noqa: F401

@@ -653,7 +653,37 @@ def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count
 
 
 BENCHMARKS = ("train", "infer", "input", "build", "transform", "batch_norm", "export",
-              "video")
+              "video", "profile")
+
+
+def bench_profile(preset, policies, batch_size):
+    """Where the time of one training step goes, per precision policy (step_profile);
+    for the paper's optimizer, with Keras's Adadelta and with the fused one."""
+    import step_profile
+    from colorization import optimizers
+    from config import get_config
+
+    rows = []
+    updates = ("keras", "fused") if get_config(preset).train.optimizer == "adadelta" else (
+        "keras",)
+    for policy in policies:
+        for update in updates:
+            optimizers.FUSED = update == "fused"
+            try:
+                r = step_profile.profile_training_step(get_config(preset), policy, batch_size)
+            finally:
+                optimizers.FUSED = True
+            r["optimizer_update"] = update
+            rows.append(r)
+            print(f"profile {preset} {policy} batch {batch_size}, {update} optimizer update: "
+                  f"{r['wall_ms_per_step']:.0f} ms per step (wall), "
+                  f"{r['op_ms_per_step']:.0f} ms of op time", flush=True)
+            for c in r["categories"]:
+                print(f"  {c['category']:30s} {c['ms_per_step']:8.1f} ms  {c['share']:6.1%}",
+                      flush=True)
+            top = ", ".join(f"{x['layer']} {x['share']:.0%}" for x in r["layers"][:6])
+            print(f"  the heaviest layers (convolutions and dense): {top}", flush=True)
+    return {"preset": preset, "rows": rows}
 
 
 def make_parser():
@@ -674,6 +704,9 @@ def make_parser():
     p.add_argument("--export", action="store_true",
                    help="int8 TFLite against float Keras: images/s at 224x224 and ab error "
                         "on --photos (calibrated on --data)")
+    p.add_argument("--profile", action="store_true",
+                   help="where the time of one training step of the preset goes (TensorFlow's "
+                        "profiler), per --policies, at --batch-size")
     p.add_argument("--video", action="store_true",
                    help="model_transform.py on clips: frames/s and peak memory at 480p, "
                         "720p and 1080p, per-frame and stabilized")
@@ -705,7 +738,7 @@ def check_args(p, args):
 
     if not any(getattr(args, name) for name in BENCHMARKS):
         p.error("choose at least one benchmark: --train, --infer, --input, --build, "
-                "--transform, --batch-norm, --export, --video")
+                "--transform, --batch-norm, --export, --video, --profile")
     if args.export and not os.path.isdir(args.data):
         p.error(f"--export calibrates on --data {args.data}: no such folder (build one with "
                 "input_create.py)")
@@ -870,6 +903,9 @@ def main(argv=None):
         bench_presets(args, report, auto, log.peaks())
         log.measure("after")
         settle_mfu(report, log)
+    if args.profile:
+        report["profile"] = bench_profile(args.preset.split(",")[0], args.policies.split(","),
+                                          args.batch_size)
     if args.input:
         report["input"] = bench_input(args.data)
     if args.build:

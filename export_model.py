@@ -18,7 +18,9 @@ or 4 (RGBA); outputs "rgb" (uint8, n x H x W x 3) and "ab" (float32, ab units).
   float32, float16 weights, or int8 by post-training quantization calibrated on
   --calibration's examples (the network in int8; the colour conversion, the
   decoding and the resizes stay float, where 8 bits would not hold them).
-* onnx: any size, through tf2onnx (requirements-extra.txt); checked with onnxruntime.
+* onnx: any size, through tf2onnx (requirements-extra.txt); checked with onnxruntime;
+  float32, or int8 by onnxruntime's static quantization of the network's
+  convolutions and matrix products, calibrated on --calibration's examples.
 
 Before reporting success the command runs the export on real photos (--check,
 default resources/photos: each photo, a crop of odd size and its gray copy)
@@ -161,7 +163,7 @@ def _int8(tf, converter, images):
     return debugger.get_nondebug_quantized_model()
 
 
-def write_onnx(serving, path):
+def write_onnx(serving, path, quantize=None, calibration=None):
     try:
         import tf2onnx
     except ImportError:
@@ -172,8 +174,38 @@ def write_onnx(serving, path):
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     serve, spec = serving_function(serving, (None, None, None, None))
     with quiet.stderr_silenced():
-        tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET,
-                                      output_path=path)
+        if quantize != "int8":
+            tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET,
+                                          output_path=path)
+            return
+        with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+            float_path = os.path.join(tmp, "float.onnx")
+            tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET,
+                                          output_path=float_path)
+            _onnx_int8(float_path, path, calibration, tmp)
+
+
+def _onnx_int8(float_path, path, images, tmp):
+    """onnxruntime's static int8 quantization of the network's convolutions and matrix
+    products (per channel, u8 activations, s8 weights: the operand types of the u8s8
+    VNNI/AMX kernels), calibrated on `images`; every other op (the colour conversion,
+    the decoding, the resizes) stays float."""
+    from onnxruntime import quantization as q
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.images = iter(images)
+
+        def get_next(self):
+            x = next(self.images, None)
+            return None if x is None else {"image": x[None]}
+
+    prepared = os.path.join(tmp, "prepared.onnx")
+    q.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
+    q.quantize_static(prepared, path, Reader(), quant_format=q.QuantFormat.QOperator,
+                      per_channel=True, activation_type=q.QuantType.QUInt8,
+                      weight_type=q.QuantType.QInt8,
+                      op_types_to_quantize=["Conv", "MatMul", "Gemm"])
 
 
 # ---------------------------------------------------------------- running an export
@@ -325,7 +357,9 @@ def export(args, log=print):
     size = tuple(args.size) if args.format == "tflite" else None
     photos = check_photos(args.check, args.max_side, size)
     precision = args.quantize or "float32"
-    calibration = (calibration_images(args.calibration, size, args.calibration_count)
+    # (ONNX runs at any size; it is calibrated at the size TFLite's default is.)
+    calibration = (calibration_images(args.calibration, size or (224, 224),
+                                      args.calibration_count)
                    if args.quantize == "int8" else None)
     with atomic_io.replacing(args.out, os.path.splitext(args.out)[1]) as tmp:
         try:
@@ -334,7 +368,7 @@ def export(args, log=print):
             elif args.format == "tflite":
                 write_tflite(serving, tmp, size, args.quantize, calibration)
             else:
-                write_onnx(serving, tmp)
+                write_onnx(serving, tmp, args.quantize, calibration)
         except (ExportError, OSError):
             raise
         except Exception as e:  # each converter raises its own types
@@ -367,8 +401,8 @@ def main(argv=None):
     quiet.add_verbose_flag(p)
     p.add_argument("model", metavar="MODEL.keras")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--quantize", choices=QUANTIZE, help="tflite only: float16 weights, or "
-                   "int8 calibrated on --calibration")
+    p.add_argument("--quantize", choices=QUANTIZE, help="tflite: float16 weights, or int8 "
+                   "calibrated on --calibration; onnx: int8 (onnxruntime's quantization)")
     p.add_argument("--calibration", metavar="DATA", help="a dataset input_create.py built: "
                    "int8's calibration examples (its training split)")
     p.add_argument("--calibration-count", type=int, default=64, metavar="N")
@@ -386,8 +420,9 @@ def main(argv=None):
                    "resources/photos)")
     p.add_argument("--out", required=True, metavar="PATH")
     args = p.parse_args(argv)
-    if args.quantize and args.format != "tflite":
-        p.error("--quantize applies to --format tflite")
+    if args.quantize and not (args.format == "tflite"
+                              or (args.format == "onnx" and args.quantize == "int8")):
+        p.error("--quantize applies to --format tflite (float16, int8) and onnx (int8)")
     if args.quantize == "int8" and not args.calibration:
         p.error("--quantize int8 needs --calibration DATA (a dataset input_create.py built)")
     if args.calibration and not os.path.isdir(args.calibration):

@@ -209,7 +209,8 @@ def test_a_failed_check_or_a_bad_argument_leaves_nothing(tmp_path, monkeypatch):
     bad.write_bytes(b"not a zip")
     proc = run_main(export_model.main, [str(bad), "--format", "savedmodel", "--out", out])
     assert_refused(proc, "export_model.py", "not a Keras model file", out, str(tmp_path))
-    for args, words in [(["--format", "onnx", "--quantize", "int8"], "applies to"),
+    for args, words in [(["--format", "onnx", "--quantize", "float16"], "applies to"),
+                        (["--format", "onnx", "--quantize", "int8"], "needs --calibration"),
                         (["--format", "tflite", "--quantize", "int8"], "needs --calibration"),
                         (["--format", "tflite", "--size", "7"], "not a size")]:
         proc = run_main(export_model.main, [SHIPPED, *args, "--out", out])
@@ -224,10 +225,15 @@ def test_bench_export_reports_int8_against_float_keras(scenes_dataset):
 
     result = bench.bench_export(SHIPPED, scenes_dataset, [ASTRONAUT], repeats=2,
                                 calibration_count=4)
-    for name in ("keras_float32", "tflite_float32", "tflite_int8"):
+    for name in ("keras_float32", "tflite_float32", "tflite_int8", "onnx_float32", "onnx_int8"):
         assert result[name]["images_per_s"] > 0 and result[name]["repeats"] == 2
     assert result["keras_float32"]["ab_rmse_vs_keras_float"] == 0.0
     assert result["tflite_float32"]["ab_rmse_vs_keras_float"] < 0.01
+    assert result["onnx_float32"]["ab_rmse_vs_keras_float"] < 0.01
+    # onnxruntime's int8 of the same network, on the same calibration.
+    assert 0.0 < result["onnx_int8"]["ab_rmse_vs_keras_float"] < 15.0
+    assert result["onnx_int8_size_mb"] < 0.5 * result["keras_file_mb"]
+    assert result["onnx_int8_speedup_vs_keras_float"] > 0
     # Measured: 10.1 ab RMSE against the float model with these 4 synthetic crops, 9.8
     # with 64 real ones (the first shipped model, the paper's network: 1.2). The
     # shipped EfficientNet-Lite0 hypercolumn does not hold up in int8, and

@@ -63,7 +63,7 @@ def test_bench_profile_compares_the_two_adadelta_updates(monkeypatch):
 
     seen = []
 
-    def fake(cfg, policy, batch_size):
+    def fake(cfg, policy, _batch_size):
         seen.append((cfg.preset, policy, optimizers.FUSED))
         return {"wall_ms_per_step": 1.0, "op_ms_per_step": 2.0,
                 "categories": [{"category": "other", "ms_per_step": 2.0, "share": 1.0}],

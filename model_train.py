@@ -567,19 +567,19 @@ def with_inference_defaults(model, saturation):
     return keras.Model(model.input, outputs, name=model.name)
 
 
-def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
-    """Median training images/s on random 224x224 batches (no input pipeline)."""
-    import keras
+def benchmark_setup(cfg, policy, batch_size, warmup=3):
+    """A compiled model of cfg under `policy` and one random 224x224 batch (x, y) of
+    its targets, after `warmup` training steps on it: what the training benchmarks
+    (benchmark_training, bench.py --profile) time."""
     import numpy as np
 
     import build_model
+    from colorization import systems
 
     build_model.set_precision(policy)
     cfg.train.precision = policy
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, 224, 224, 1), np.float32)
-    from colorization import systems
-
     network, output = systems.resolve(cfg)
     side = 224 // network.output_stride
     y = {output.name: rng.random((batch_size, side, side, 2), np.float32)}
@@ -591,6 +591,15 @@ def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
                           data_spec=(x, y))
     for _ in range(warmup):
         model.train_on_batch(x, y)
+    return model, x, y
+
+
+def benchmark_training(cfg, policy, batch_size, steps=8, warmup=3):
+    """Median training images/s on random 224x224 batches (no input pipeline)."""
+    import keras
+    import numpy as np
+
+    model, x, y = benchmark_setup(cfg, policy, batch_size, warmup)
     times = []
     for _ in range(steps):
         t = time.perf_counter()

@@ -120,26 +120,11 @@ def profile_training_step(cfg, policy, batch_size, steps=3, warmup=3):
     """The paper preset's (or cfg's) training step, traced: wall seconds per step and
     the breakdown of its op time (random 224x224 batches, no input pipeline)."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
-    import build_model
     import model_train
-    from colorization import systems
 
-    build_model.set_precision(policy)
-    cfg.train.precision = policy
-    rng = np.random.default_rng(0)
-    x = rng.random((batch_size, 224, 224, 1), np.float32)
-    network, output = systems.resolve(cfg)
-    side = 224 // network.output_stride
-    y = {output.name: rng.random((batch_size, side, side, 2), np.float32)}
-    if cfg.model.num_classes:
-        y["scene"] = rng.integers(0, cfg.model.num_classes, batch_size).astype("int32")
-    model = model_train.compile_model(build_model.build_model(cfg), cfg,
-                                      cfg.model.num_classes > 0, data_spec=(x, y))
-    for _ in range(warmup):
-        model.train_on_batch(x, y)
+    model, x, y = model_train.benchmark_setup(cfg, policy, batch_size, warmup)
     logdir = tempfile.mkdtemp(prefix="step_profile_")
     try:
         tf.profiler.experimental.start(logdir)

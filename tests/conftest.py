@@ -123,6 +123,7 @@ FULL_TIER_TESTS = (
     "test_model_train.py::test_killed_run_resumes_instead_of_restarting",
     "test_model_transform.py::test_real_photo_keeps_size_and_lightness",
     "test_multi_worker.py::test_two_workers_killed_resume_and_match_one_process",
+    "test_optimizers.py::test_a_paper_optimizer_run_trains_saves_and_resumes_its_state",
     "test_quiet.py::test_a_script_prints_only_its_own_lines_unless_verbose",
     "test_shipped_model.py::test_saturation_zero_gives_gray_and_the_default_is_the_models_own",
     "test_systems.py::test_bench_input_build_and_transform_run_small",

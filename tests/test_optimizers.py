@@ -97,3 +97,26 @@ def test_a_compiled_model_with_it_loads_in_safe_mode(tmp_path):
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
     # The variables keep Keras's Adadelta's paths (a run's saved state stays readable).
     assert all(v.path.startswith("adadelta/") for v in loaded.optimizer.variables)
+
+
+def test_a_paper_optimizer_run_trains_saves_and_resumes_its_state(scenes_dataset, tmp_path):
+    """The trainer gives the paper's optimizer as FusedAdadelta; a run's saved state
+    restores into a fresh model with its step count and both accumulators."""
+    import model_train
+    from colorization.callbacks import TrainingState
+    from config import get_config
+
+    cfg = get_config("demo", model={"width": 0.0625}, train={
+        "optimizer": "adadelta", "learning_rate": 1.0, "batch_size": 4, "epochs": 1,
+        "steps_per_epoch": 3, "precision": "float32", "seed": 0})
+    run = str(tmp_path / "run")
+    result = model_train.train(cfg, scenes_dataset, run, progress=False)
+    saved = keras.saving.load_model(result["model"], safe_mode=True)
+    assert type(saved.optimizer) is optimizers.FusedAdadelta
+    fresh = model_train.compile_model(build_model.build_model(model_train.load_run_config(run)),
+                                      model_train.load_run_config(run), True)
+    assert type(fresh.optimizer) is optimizers.FusedAdadelta
+    state = TrainingState(run).restore(fresh)
+    assert state["global_step"] == 3 and int(fresh.optimizer.iterations.numpy()) == 3
+    accumulators = [v for v in fresh.optimizer.variables if "accumulated" in v.path]
+    assert accumulators and all(np.any(keras.ops.convert_to_numpy(v)) for v in accumulators)

@@ -850,20 +850,23 @@ def settle_mfu(report, log, remeasures=2):
     Prints each MFU as it stands in the report."""
     entries = mfu_entries(report)
 
-    def worst():
+    def recompute():
+        """Every entry's MFU against the best peak so far; -> the highest of them."""
         for entry, key in entries:
             peak = log.peak(entry["peak_dtype"])
             entry[key] = entry["model_gflops_per_s"] / peak if peak else None
         return max((e[k] for e, k in entries if e[k] is not None), default=0.0)
 
+    highest = recompute()
     for attempt in range(1, remeasures + 1):
-        if worst() <= 1.0:
+        if highest <= 1.0:
             break
-        print(f"an MFU of {worst():.0%} is above 100%: the peak measurement was disturbed; "
-              "measuring the peak again", flush=True)
+        print("an MFU came out above 100%: the peak measurement was disturbed; measuring "
+              "the peak again", flush=True)
         log.measure(f"again {attempt}", repeats=20)
+        highest = recompute()
     for entry, key in entries:
-        if worst() > 1.0 and entry[key] is not None and entry[key] > 1.0:
+        if entry[key] is not None and entry[key] > 1.0:
             entry["mfu_refused"] = (f"the model ran faster than the matmul peak, measured "
                                     f"{len(log.runs)} times: the peak is not trustworthy "
                                     "in this run")
@@ -873,14 +876,15 @@ def settle_mfu(report, log, remeasures=2):
         what = (f"train {entry['policy']} batch {entry['batch_size']}, {entry['batch_norm']} "
                 "batch norm" if key == "mfu" else f"infer {entry['policy']} at 224x224")
         value = (f"{entry[key]:.0%} of the {entry['peak_dtype']} matmul peak"
-                 if entry[key] is not None else f"no MFU ({entry['mfu_refused']})")
+                 if entry[key] is not None
+                 else f"no MFU ({entry.get('mfu_refused', 'no peak measured')})")
         print(f"MFU {what}: {value}", flush=True)
 
 
 def bench_presets(args, report, auto, peaks):
-    # peaks: the first measurement; settle_mfu sets every MFU against the run's best.
     """--train and --infer of each preset of --preset, one after another in this run:
-    report["train"] and ["infer"] hold the first, report["presets"] every one."""
+    report["train"] and ["infer"] hold the first, report["presets"] every one. peaks:
+    the first measurement (settle_mfu then sets every MFU against the run's best)."""
     presets = args.preset.split(",")
     for preset in presets:
         entry = {}

@@ -23,7 +23,7 @@ CATEGORIES = ("convolution forward", "convolution gradient (filter)",
               "loss", "optimizer update", "cast float32/bfloat16", "layout conversion",
               "element-wise", "other")
 
-# Layer scopes of the trace's names: the layer is the part after the model's scope.
+# The name scopes of the compiled loss's ops.
 _LOSS_SCOPES = ("compile_loss", "loss", "ab_loss", "scene_loss", "sparse_categorical")
 
 
@@ -39,14 +39,14 @@ def category(name):
     scope, _, op = name.rpartition(":")
     low = op.lower()
     parts = scope.split("/")
-    if low in ("cast",) or "castbf16" in low or low.endswith("cast"):
+    if low.endswith("cast") or "castbf16" in low:
         return "cast float32/bfloat16"
     if "mkltotf" in low or "inputconversion" in low or low in ("transpose", "_mkltransform",
                                                               "datatypeconversion"):
         return "layout conversion"
-    if any(p.split("_")[0] in ("adadelta", "adam", "sgd", "rmsprop", "adamw")
-           for p in parts[:1]) or low.startswith(("resourceapply", "assignvariable",
-                                                  "assignaddvariable", "assignsubvariable")):
+    if parts[0].split("_")[0] in ("adadelta", "adam", "sgd", "rmsprop", "adamw") \
+            or low.startswith(("resourceapply", "assignvariable", "assignaddvariable",
+                               "assignsubvariable")):
         return "optimizer update"
     if "backpropfilter" in low:
         return "convolution gradient (filter)"

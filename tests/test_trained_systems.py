@@ -12,7 +12,7 @@ import keras
 import matplotlib.cbook
 import numpy as np
 import pytest
-from conftest import TRAININGS, colorized_chroma, run_transform
+from conftest import TRAININGS, colorized_chroma, run_transform, training_config
 
 import evaluate
 import model_train
@@ -44,8 +44,7 @@ AUC_ABOVE_GRAY = {
 
 
 def test_every_registered_network_has_a_shared_training():
-    trained_networks = {systems.resolve(__import__("conftest").training_config(p))[0].name
-                        for p in TRAININGS}
+    trained_networks = {systems.resolve(training_config(p))[0].name for p in TRAININGS}
     assert trained_networks == set(systems.NETWORKS)
     assert set(LOSS_RATIO) == set(AUC_ABOVE_GRAY) == set(TRAININGS)
 

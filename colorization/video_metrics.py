@@ -102,7 +102,9 @@ def frame_metrics(out_rgb8, pred_ab, truth_rgb8, truth_ab):
 
 def score_clip(path, clip_colorizer, limit=0, progress=None, keep=()):
     """Scores a colour clip turned to gray: the gray input itself, the per-frame
-    colorization and the stabilized one (one network pass serves both).
+    colorization and the stabilized one (one network pass serves both), and the
+    clip's own colours ("truth": E_warp and CDC only), which tell how much of a
+    bound on them any faithful colorization can meet.
 
     Returns ({variant: means of E_warp, CDC and the image metrics}, frames scored,
     {frame index: {variant or 'truth': RGB}} for the frames in `keep`)."""
@@ -142,7 +144,7 @@ def score_clip(path, clip_colorizer, limit=0, progress=None, keep=()):
             acc = sums.setdefault("gray", dict.fromkeys(gray_row, 0.0))
             for k, v in gray_row.items():
                 acc[k] += v
-            score.add(frame, outputs)
+            score.add(frame, {**outputs, "truth": frame})
             if index in keep:
                 kept[index] = {"truth": frame, **outputs}
             n += 1
@@ -169,4 +171,5 @@ def score_clip(path, clip_colorizer, limit=0, progress=None, keep=()):
         if truth > 1e-6:
             means["colourfulness_pct"] = 100.0 * means["colourfulness"] / truth
         results[variant] = {**score.result(variant), **means}
+    results["truth"] = score.result("truth")
     return results, n, kept

@@ -247,6 +247,31 @@ def test_stabilized_output_flickers_less_than_per_frame(model_path):
     assert score.result("stabilized")["e_warp"] < score.result("per-frame")["e_warp"]
 
 
+def test_evaluate_video_scores_every_output_and_the_clips_own_colours(tmp_path, model_path):
+    """evaluate.py --video on a small clip: the gray input, per-frame, stabilized and the
+    truth's own E_warp and CDC (computed here again from the clip's frames), the
+    stabilized output steadier than per-frame, and a strip of frames."""
+    import json
+
+    import evaluate
+
+    src = tmp_path / "moving.mp4"
+    frames = make_clip(src, frames=12, w=96, h=72, audio=False)
+    proc = run_main(evaluate.main, ["--video", src, "--model", model_path,
+                                    "--out", tmp_path / "report"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "report" / "video.json").read_text())["clips"][str(src)]
+    assert set(rows) == {"gray", "per-frame", "stabilized", "truth"}
+    assert rows["stabilized"]["e_warp"] < rows["per-frame"]["e_warp"]
+    own = video_metrics.ClipScore()
+    for f in frames:
+        own.add(f, {"truth": f})
+    assert rows["truth"]["e_warp"] == pytest.approx(own.result("truth")["e_warp"], rel=1e-6)
+    assert rows["truth"]["cdc"] == pytest.approx(own.result("truth")["cdc"], rel=1e-6)
+    assert "auc" not in rows["truth"]  # the truth is what the image metrics measure against
+    assert "truth" in proc.stdout
+    assert (tmp_path / "report" / "strip_moving.jpg").stat().st_size > 0
+
 def test_a_frame_folder_is_one_clip(tmp_path, model_path):
     import cv2
 

@@ -144,9 +144,10 @@ def score_clip(path, clip_colorizer, limit=0, progress=None, keep=()):
             acc = sums.setdefault("gray", dict.fromkeys(gray_row, 0.0))
             for k, v in gray_row.items():
                 acc[k] += v
-            score.add(frame, {**outputs, "truth": frame})
+            images = {"truth": frame, **outputs}
+            score.add(frame, images)
             if index in keep:
-                kept[index] = {"truth": frame, **outputs}
+                kept[index] = images
             n += 1
         if progress is not None:
             progress.update(len(batch))

@@ -272,6 +272,7 @@ def test_evaluate_video_scores_every_output_and_the_clips_own_colours(tmp_path, 
     assert "truth" in proc.stdout
     assert (tmp_path / "report" / "strip_moving.jpg").stat().st_size > 0
 
+
 def test_a_frame_folder_is_one_clip(tmp_path, model_path):
     import cv2
 

@@ -649,6 +649,7 @@ def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count
                   f"(median of {repeats}); ab RMSE {entry['ab_rmse_vs_keras_float']:.2f} "
                   f"against float Keras, {entry['ab_rmse_vs_truth']:.2f} against the "
                   f"photos' colour", flush=True)
+        result["network"] = _bench_network(model, calibration, photos, repeats, tmp)
     keras_float = result["keras_float32"]["images_per_s"]
     for fmt in ("tflite", "onnx"):
         speedup = result[f"{fmt}_int8"]["images_per_s"] / keras_float
@@ -658,6 +659,59 @@ def bench_export(model_path, data_dir, photo_dirs, repeats=20, calibration_count
               flush=True)
     # The first figure's name, kept for the JSON files written before ONNX was measured.
     result["int8_speedup_vs_keras_float"] = result["tflite_int8_speedup_vs_keras_float"]
+    return result
+
+
+def _bench_network(model, calibration, photos, repeats, tmp):
+    """The network alone (L in, its colour output out: no colour conversion, decoding
+    or resizes), float32 Keras against float32 and int8 ONNX, at 224 x 224 one image at
+    a time: images/s and the ab RMSE of the decoded output against float Keras. What
+    int8 itself gains, apart from the float arithmetic that a whole export keeps."""
+    import export_model
+    from colorization import systems
+    from colorization.colorspace import rgb_to_lab
+    from colorization.inference import float32_model
+    from colorization.serving import DecodeColour
+
+    model = float32_model(model)
+    network, output = systems.of_model(model)
+    net = network.any_size(model, output, 224)
+    centres = getattr(output, "centres", None)
+    decode = DecodeColour(output.name, None, None if centres is None else centres().tolist(),
+                          dtype="float32")
+    inputs = [(rgb_to_lab(p / 255.0)[..., :1] / 100.0).astype(np.float32)[None]
+              for p in photos]
+
+    def keras_run(x):
+        return np.asarray(net.predict_on_batch(x)[output.name])
+
+    runs = {"keras float32": keras_run}
+    for quantize in (None, "int8"):
+        path = os.path.join(tmp, f"network-{quantize or 'float'}.onnx")
+        export_model.write_network_onnx(net, path, quantize, calibration)
+        session = export_model.runner("onnx", path)
+        runs[f"onnx {quantize or 'float32'}"] = (
+            lambda x, session=session: np.asarray(session(x)[output.name]))
+    result, floats = {}, None
+    for name, run in runs.items():
+        run(inputs[0])  # warm-up
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run(inputs[0])
+            times.append(time.perf_counter() - t)
+        abs_ = [np.asarray(decode([run(x), x])) * 255.0 - 128.0 for x in inputs]
+        floats = floats or abs_
+        entry = {**_median_spread(times), "images_per_s": 1.0 / float(np.median(times)),
+                 "ab_rmse_vs_keras_float": float(np.sqrt(np.mean(
+                     [np.mean((a - f) ** 2) for a, f in zip(abs_, floats, strict=True)])))}
+        result[name.replace(" ", "_")] = entry
+        print(f"network alone {name:14s}: {entry['images_per_s']:6.1f} images/s at 224x224 "
+              f"(median of {repeats}); ab RMSE {entry['ab_rmse_vs_keras_float']:.2f} against "
+              "float Keras", flush=True)
+    speedup = result["onnx_int8"]["images_per_s"] / result["keras_float32"]["images_per_s"]
+    result["onnx_int8_speedup_vs_keras_float"] = speedup
+    print(f"network alone, int8 onnx / float Keras: {speedup:.2f}x images/s", flush=True)
     return result
 
 

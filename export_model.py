@@ -185,7 +185,39 @@ def write_onnx(serving, path, quantize=None, calibration=None):
             _onnx_int8(float_path, path, calibration, tmp)
 
 
-def _onnx_int8(float_path, path, images, tmp):
+def write_network_onnx(net, path, quantize=None, calibration=None):
+    """The network alone (float32 L / 100, (n, H, W, 1), any size -> its colour output,
+    no colour conversion or decoding around it) as ONNX, float32 or int8 calibrated
+    on `calibration` (uint8 RGB photos): what bench.py --export times to tell the
+    network's int8 speed from the float arithmetic that a whole export keeps."""
+    import logging
+
+    import tensorflow as tf
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    spec = tf.TensorSpec((None, None, None, 1), tf.float32, name="lightness")
+    names = list(net.output) if isinstance(net.output, dict) else ["colour"]
+
+    @tf.function(input_signature=[spec])
+    def run(lightness):
+        out = net(lightness, training=False)
+        return dict(zip(names, out.values(), strict=True)) if isinstance(out, dict) else {
+            "colour": out}
+
+    with quiet.stderr_silenced(), tempfile.TemporaryDirectory(prefix="export-") as tmp:
+        float_path = path if quantize != "int8" else os.path.join(tmp, "float.onnx")
+        tf2onnx.convert.from_function(run, input_signature=[spec], opset=ONNX_OPSET,
+                                      output_path=float_path)
+        if quantize == "int8":
+            from colorization.colorspace import rgb_to_lab
+
+            feeds = [(rgb_to_lab(x / 255.0)[..., :1] / 100.0).astype(np.float32)
+                     for x in calibration]
+            _onnx_int8(float_path, path, feeds, tmp, input_name="lightness")
+
+
+def _onnx_int8(float_path, path, images, tmp, input_name="image"):
     """onnxruntime's static int8 quantization of the network's convolutions and matrix
     products (per channel, u8 activations, s8 weights: the operand types of the u8s8
     VNNI/AMX kernels), calibrated on `images`; every other op (the colour conversion,
@@ -198,7 +230,7 @@ def _onnx_int8(float_path, path, images, tmp):
 
         def get_next(self):
             x = next(self.images, None)
-            return None if x is None else {"image": x[None]}
+            return None if x is None else {input_name: x[None]}
 
     prepared = os.path.join(tmp, "prepared.onnx")
     q.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
@@ -237,7 +269,8 @@ def runner(fmt, path):
 
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return lambda x: dict(zip(names, session.run(names, {"image": x}), strict=True))
+    feed = session.get_inputs()[0].name  # "image"; "lightness" for write_network_onnx's
+    return lambda x: dict(zip(names, session.run(names, {feed: x}), strict=True))
 
 
 def check_photos(paths, max_side, size=None):

@@ -126,9 +126,11 @@ class LiteGrayInput(keras.layers.Layer):
     (x - 127) / 128, in three channels."""
 
     def call(self, x):
-        v = lightness_to_srgb(x) * 255.0
+        # On the (B, H, W) plane: onnxruntime broadcasts a constant over a trailing
+        # axis of 1 about 100x slower than over none (graph_colour._times).
+        v = lightness_to_srgb(x[..., 0]) * 255.0
         v = (v - MEAN_RGB) / STDDEV_RGB
-        return ops.cast(ops.concatenate([v, v, v], -1), self.compute_dtype)
+        return ops.cast(ops.stack([v, v, v], -1), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (3,)

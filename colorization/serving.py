@@ -24,8 +24,8 @@ class ImageToLightness(keras.layers.Layer):
     """uint8 image (n, H, W, C: 1 gray, 3 RGB, 4 RGBA) -> L / 100 (n, H, W, 1)."""
 
     def call(self, image):
-        lab = graph_colour.rgb_to_lab(graph_colour.image_to_rgb01(image))
-        return lab[..., :1] / 100.0
+        light = graph_colour.lightness(graph_colour.image_to_rgb01(image))
+        return ops.expand_dims(light / 100.0, -1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (1,)
@@ -97,9 +97,11 @@ class JoinLightness(keras.layers.Layer):
 
     def call(self, inputs):
         l01, ab01 = inputs
-        ab = ops.cast(ab01, "float32") * 255.0 - 128.0
-        lab = ops.concatenate([ops.cast(l01, "float32") * 100.0, ab], -1)
-        return graph_colour.lab_to_rgb8(lab)
+        # as planes: see graph_colour._times
+        ab01 = ops.cast(ab01, "float32")
+        return graph_colour.lab_planes_to_rgb8(ops.cast(l01[..., 0], "float32") * 100.0,
+                                               ab01[..., 0] * 255.0 - 128.0,
+                                               ab01[..., 1] * 255.0 - 128.0)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:-1]) + (3,)

@@ -150,6 +150,11 @@ def test_bilinear_upsampling_equals_keras_and_compiles_for_any_size():
         want = keras.ops.convert_to_numpy(
             keras.layers.UpSampling2D(4, interpolation="bilinear")(x))
         np.testing.assert_allclose(model.predict_on_batch(x), want, atol=1e-6)
+    # The same run-time-size path (the backend's resize on TensorFlow) in bfloat16.
+    model = keras.Model(gray, BilinearUpSampling(4, dtype="mixed_bfloat16")(gray))
+    got = model.predict_on_batch(x)
+    assert keras.backend.standardize_dtype(got.dtype) == "bfloat16"
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=0.01)
 
 
 def test_depthwise_convolutions_count_their_flops():

@@ -46,6 +46,8 @@ def test_graph_colour_conversions_equal_scikit_image():
     # The tolerance of colorspace's own test: the white point's digits differ.
     assert np.abs(lab - color.rgb2lab(rgb)).max() < 0.01
     assert np.abs(lab - colorspace.rgb_to_lab(rgb)).max() < 2e-3
+    # the serving graph's L alone (ImageToLightness), the same values
+    assert np.abs(numpy(graph_colour.lightness(rgb)) - lab[:, 0]).max() < 1e-4
     back = numpy(graph_colour.lab_to_rgb(lab))
     assert np.abs(back - rgb).max() < 1e-4  # in gamut: the round trip is exact
     # Out of gamut the project clips linear RGB (scikit-image clips XYZ first).
@@ -241,6 +243,12 @@ def test_bench_export_reports_int8_against_float_keras(scenes_dataset):
     # held to run and to stay within a loose bound.
     assert 0.0 < result["tflite_int8"]["ab_rmse_vs_keras_float"] < 15.0
     assert result["tflite_int8_size_mb"] < 0.5 * result["keras_file_mb"]
+    # The network alone (write_network_onnx): float32 ONNX equals Keras, int8 runs.
+    network = result["network"]
+    assert network["keras_float32"]["ab_rmse_vs_keras_float"] == 0.0
+    assert network["onnx_float32"]["ab_rmse_vs_keras_float"] < 0.01
+    assert 0.0 < network["onnx_int8"]["ab_rmse_vs_keras_float"] < 15.0
+    assert network["onnx_int8_speedup_vs_keras_float"] > 0
 
 
 # ---------------------------------------------------------------- any training precision

@@ -197,13 +197,11 @@ def write_network_onnx(net, path, quantize=None, calibration=None):
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     spec = tf.TensorSpec((None, None, None, 1), tf.float32, name="lightness")
-    names = list(net.output) if isinstance(net.output, dict) else ["colour"]
 
     @tf.function(input_signature=[spec])
     def run(lightness):
-        out = net(lightness, training=False)
-        return dict(zip(names, out.values(), strict=True)) if isinstance(out, dict) else {
-            "colour": out}
+        out = net(lightness, training=False)  # {output name: tensor}, named so in ONNX
+        return dict(out) if isinstance(out, dict) else {"colour": out}
 
     with quiet.stderr_silenced(), tempfile.TemporaryDirectory(prefix="export-") as tmp:
         float_path = path if quantize != "int8" else os.path.join(tmp, "float.onnx")

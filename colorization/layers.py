@@ -379,7 +379,7 @@ class BilinearUpSampling(keras.layers.Layer):
                 # The backend's resize takes sizes known only at run time (keras.ops'
                 # does not): one op where the blends are ~20 per axis, and one Resize
                 # node in an ONNX export instead of slices, products and concats
-                # (onnxruntime: 3.3 ms of 26 for the shipped model's hypercolumn).
+                # (onnxruntime, the shipped model at 224: 5.8 ms -> 1.4 ms a photo).
                 import tensorflow as tf  # the backend's own kernel (allowed behind the check)
 
                 shape = tf.shape(x)

@@ -669,7 +669,6 @@ def _bench_network(model, calibration, photos, repeats, tmp):
     int8 itself gains, apart from the float arithmetic that a whole export keeps."""
     import export_model
     from colorization import systems
-    from colorization.colorspace import rgb_to_lab
     from colorization.inference import float32_model
     from colorization.serving import DecodeColour
 
@@ -679,8 +678,7 @@ def _bench_network(model, calibration, photos, repeats, tmp):
     centres = getattr(output, "centres", None)
     decode = DecodeColour(output.name, None, None if centres is None else centres().tolist(),
                           dtype="float32")
-    inputs = [(rgb_to_lab(p / 255.0)[..., :1] / 100.0).astype(np.float32)[None]
-              for p in photos]
+    inputs = [x[None] for x in export_model.lightness_inputs(photos)]
 
     def keras_run(x):
         return np.asarray(net.predict_on_batch(x)[output.name])

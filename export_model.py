@@ -164,6 +164,38 @@ def _int8(tf, converter, images):
 
 
 def write_onnx(serving, path, quantize=None, calibration=None):
+    serve, spec = serving_function(serving, (None, None, None, None))
+    _convert_onnx(serve, spec, path, quantize, calibration)
+
+
+def lightness_inputs(images):
+    """The network's inputs for uint8 RGB photos: L / 100 (H, W, 1), float32."""
+    from colorization.colorspace import rgb_to_lab
+
+    return [(rgb_to_lab(x / 255.0)[..., :1] / 100.0).astype(np.float32) for x in images]
+
+
+def write_network_onnx(net, path, quantize=None, calibration=None):
+    """The network alone (float32 L / 100, (n, H, W, 1), any size -> its colour output,
+    no colour conversion or decoding around it) as ONNX, float32 or int8 calibrated
+    on `calibration` (uint8 RGB photos): what bench.py --export times to tell the
+    network's int8 speed from the float arithmetic that a whole export keeps."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, None, None, 1), tf.float32, name="lightness")
+
+    @tf.function(input_signature=[spec])
+    def run(lightness):
+        out = net(lightness, training=False)  # {output name: tensor}, named so in ONNX
+        return dict(out) if isinstance(out, dict) else {"colour": out}
+
+    feeds = None if quantize != "int8" else lightness_inputs(calibration)
+    _convert_onnx(run, spec, path, quantize, feeds)
+
+
+def _convert_onnx(function, spec, path, quantize, feeds):
+    """tf2onnx's conversion of a tf.function over one input `spec`, then, for int8,
+    _onnx_int8 calibrated on `feeds` (arrays for that input, without the batch axis)."""
     try:
         import tf2onnx
     except ImportError:
@@ -172,50 +204,15 @@ def write_onnx(serving, path, quantize=None, calibration=None):
     import logging
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    serve, spec = serving_function(serving, (None, None, None, None))
-    with quiet.stderr_silenced():
-        if quantize != "int8":
-            tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET,
-                                          output_path=path)
-            return
-        with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-            float_path = os.path.join(tmp, "float.onnx")
-            tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET,
-                                          output_path=float_path)
-            _onnx_int8(float_path, path, calibration, tmp)
-
-
-def write_network_onnx(net, path, quantize=None, calibration=None):
-    """The network alone (float32 L / 100, (n, H, W, 1), any size -> its colour output,
-    no colour conversion or decoding around it) as ONNX, float32 or int8 calibrated
-    on `calibration` (uint8 RGB photos): what bench.py --export times to tell the
-    network's int8 speed from the float arithmetic that a whole export keeps."""
-    import logging
-
-    import tensorflow as tf
-    import tf2onnx
-
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    spec = tf.TensorSpec((None, None, None, 1), tf.float32, name="lightness")
-
-    @tf.function(input_signature=[spec])
-    def run(lightness):
-        out = net(lightness, training=False)  # {output name: tensor}, named so in ONNX
-        return dict(out) if isinstance(out, dict) else {"colour": out}
-
     with quiet.stderr_silenced(), tempfile.TemporaryDirectory(prefix="export-") as tmp:
         float_path = path if quantize != "int8" else os.path.join(tmp, "float.onnx")
-        tf2onnx.convert.from_function(run, input_signature=[spec], opset=ONNX_OPSET,
+        tf2onnx.convert.from_function(function, input_signature=[spec], opset=ONNX_OPSET,
                                       output_path=float_path)
         if quantize == "int8":
-            from colorization.colorspace import rgb_to_lab
-
-            feeds = [(rgb_to_lab(x / 255.0)[..., :1] / 100.0).astype(np.float32)
-                     for x in calibration]
-            _onnx_int8(float_path, path, feeds, tmp, input_name="lightness")
+            _onnx_int8(float_path, path, feeds, tmp, input_name=spec.name)
 
 
-def _onnx_int8(float_path, path, images, tmp, input_name="image"):
+def _onnx_int8(float_path, path, images, tmp, input_name):
     """onnxruntime's static int8 quantization of the network's convolutions and matrix
     products (per channel, u8 activations, s8 weights: the operand types of the u8s8
     VNNI/AMX kernels), calibrated on `images`; every other op (the colour conversion,

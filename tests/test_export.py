@@ -69,8 +69,8 @@ def test_graph_output_path_equals_colorspace_within_one_level():
     assert got.dtype == np.uint8
     diff = np.abs(got.astype(int) - want.astype(int))
     assert diff.max() <= 1 and diff.mean() < 0.05
-    # Only the colours out of gamut are bisected (gathered, then scattered back): none,
-    # or all but one, must give colorspace's result as well.
+    # Only the colours out of gamut are bisected (gathered, then scattered back): with
+    # none out of gamut, and with one in gamut before the rest, as colorspace too.
     inside = colorspace.rgb_to_lab(rng.uniform(0, 1, (500, 3))).astype(np.float32)
     for part in (inside, np.concatenate([inside[:1], lab[:500]])):
         got = numpy(graph_colour.lab_to_rgb8(part)).astype(int)

@@ -170,11 +170,6 @@ def _fit_chroma_planes(light, a, b):
     return light, a * s, b * s
 
 
-def fit_chroma(lab):
-    """Lab (..., 3) with chroma fitted into the gamut (_fit_chroma_planes)."""
-    return ops.stack(_fit_chroma_planes(*_planes(lab)), -1)
-
-
 def lab_to_rgb8(lab):
     """Lab -> uint8 RGB with chroma fitted into the gamut (colorspace.lab_to_rgb8)."""
     return lab_planes_to_rgb8(*_planes(lab))
